@@ -1,0 +1,42 @@
+# vmback: the two commands the README starts with, and a few more.
+#   make demo    install deps, build, make a small VM disk, back it up full and
+#                incrementally, restore it, check the bytes
+#   make check   install deps, build, run unit + end-to-end tests
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+
+.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz clean
+
+all: build
+
+deps:
+	@scripts/install-deps
+
+$(BUILD)/build.ninja:
+	meson setup $(BUILD)
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+check: build
+	@tests/run-all.sh $(BUILD)
+
+check-asan: deps
+	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
+	[ -f $(ASAN_BUILD)/build.ninja ] || CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	ninja -C $(ASAN_BUILD)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  tests/run-all.sh $(ASAN_BUILD)
+
+demo: build
+	@scripts/demo.sh $(BUILD)
+
+bench: build
+	@bench/bench-convert.sh $(BUILD)
+
+fuzz: deps
+	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
+	@fuzz/run.sh $${FUZZ_SECONDS:-60}
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -1,0 +1,3 @@
+/* STUB placeholder until the real driver lands (overwrite freely). */
+#include "vdisk-int.h"
+

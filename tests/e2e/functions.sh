@@ -1,0 +1,54 @@
+# Shared helpers for the end-to-end tests (source it first).
+#   requires CMD...      skip (exit 77) unless every command exists
+#   cleanup_fn CMD...    run CMD at exit (register before creating things)
+#   expect_fail PATTERN CMD...   CMD must fail and print PATTERN (grep -E) on stderr
+#   mkpattern FILE SIZE SEED     deterministic pseudo-random file
+set -e
+set -x
+: "${VMBACK:?VMBACK must point at the vmback binary}"
+T=$(mktemp -d /tmp/vmback-e2e.XXXXXX)
+_cleanups=("rm -rf $T")
+_run_cleanups () { for c in "${_cleanups[@]}"; do eval "$c" || true; done; }
+trap _run_cleanups EXIT
+cleanup_fn () { _cleanups=("$*" "${_cleanups[@]}"); }
+
+requires () {
+  for c in "$@"; do
+    command -v "$c" >/dev/null 2>&1 || { echo "SKIP: $c not installed"; exit 77; }
+  done
+}
+
+vmback () { "$VMBACK" "$@"; }
+
+# CMD must fail with a one-line message matching PATTERN on stderr.
+expect_fail () {
+  local pat=$1; shift
+  local rc=0
+  "$@" 2> "$T/stderr" >/dev/null || rc=$?
+  cat "$T/stderr"
+  if [ $rc -eq 0 ]; then echo "expected failure: $*"; return 1; fi
+  if [ $rc -ge 128 ]; then echo "crashed with signal: $*"; return 1; fi
+  grep -Eq -- "$pat" "$T/stderr" || { echo "stderr does not match '$pat'"; return 1; }
+  [ "$(wc -l < "$T/stderr")" -le 2 ] || { echo "error is not a one-liner"; return 1; }
+}
+
+# Deterministic pseudo-random bytes.
+mkpattern () {
+  python3 -c "
+import random,sys
+r=random.Random(int(sys.argv[3])); n=int(sys.argv[2])
+with open(sys.argv[1],'wb') as f:
+    while n>0:
+        k=min(n,1<<20); f.write(r.randbytes(k)); n-=k
+" "$1" "$2" "$3"
+}
+
+# Write SIZE bytes of pattern SEED at OFFSET into a raw file (no truncation).
+poke_pattern () {
+  python3 -c "
+import random,sys,os
+r=random.Random(int(sys.argv[4]))
+fd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)
+os.pwrite(fd,r.randbytes(int(sys.argv[3])),int(sys.argv[2])); os.close(fd)
+" "$1" "$2" "$3" "$4"
+}
