@@ -84,7 +84,7 @@ cli_parse_size (const char *s, uint64_t *out)
 void
 cli_json_print (json_object *o)
 {
-  puts (json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY
+  puts (json_object_to_json_string_ext (o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED
                                         | JSON_C_TO_STRING_NOSLASHESCAPE));
   json_object_put (o);
 }

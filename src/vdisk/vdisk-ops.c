@@ -611,15 +611,13 @@ vdisk_rename (const char *from, const char *to, struct vb_error *err)
   if (r == 0 && l->embedded_desc) {
     const char *base = strrchr (to, '/');
     vmdk_desc_set_str (&l->desc.ext[0].file, base ? base + 1 : to);
-    l->writable = true;
     /* rewrite the embedded descriptor through a writable handle */
-    int fd = open (from, O_RDWR | O_CLOEXEC);
-    if (fd >= 0) {
-      int ofd = l->ext[0].fd;
-      l->ext[0].fd = fd;
-      r = vdisk_layer_write_desc (l, err);
-      l->ext[0].fd = ofd;
-      close (fd);
+    struct vdisk_layer *w;
+    r = vdisk_layer_open (from, true, &w, err);
+    if (r == 0) {
+      vmdk_desc_set_str (&w->desc.ext[0].file, base ? base + 1 : to);
+      r = vdisk_layer_write_desc (w, err);
+      vdisk_layer_close (w, r ? NULL : err);
     }
     if (r == 0 && rename (from, to) < 0)
       r = vb_errno (err, errno, "cannot rename '%s' to '%s'", from, to);

@@ -586,18 +586,18 @@ cowd_pwrite (struct vdisk_extent *ext, const void *buf, size_t count,
     if (gte <= COWD_GTE_ZEROED)
       need += c->grain_sectors;
   }
-  if (need == 0)
-    goto write;
-  if ((uint64_t) c->free_sector + need > UINT32_MAX)
-    return vb_err (err, ENOSPC, "COWD delta '%s' is full (sector numbers are "
-                   "32 bits)", ext->name);
   uint32_t next = c->free_sector;
-  int r = cowd_write_free (ext, (uint32_t) (c->free_sector + need), err);
-  if (r < 0)
-    return r;
-  c->free_sector = (uint32_t) (c->free_sector + need);
+  int r;
+  if (need > 0) {
+    if ((uint64_t) c->free_sector + need > UINT32_MAX)
+      return vb_err (err, ENOSPC, "COWD delta '%s' is full (sector numbers "
+                     "are 32 bits)", ext->name);
+    r = cowd_write_free (ext, (uint32_t) (c->free_sector + need), err);
+    if (r < 0)
+      return r;
+    c->free_sector = (uint32_t) (c->free_sector + need);
+  }
 
-write:;
   /* Pass 2: table by table. */
   const uint8_t *p = buf;
   while (count > 0) {
