@@ -989,6 +989,11 @@ sparse_read_embedded_desc (struct vdisk_extent *ext, char **out,
                      ext_name (ext));
   }
   buf[n] = '\0';
+  if (buf[0] == '\0') {
+    /* An empty area (qemu-img reserves one in split extents too). */
+    free (buf);
+    return 0;
+  }
   char *t = strdup (buf);   /* up to the first NUL: the padding */
   free (buf);
   if (!t)
@@ -1181,6 +1186,13 @@ gte_ok (struct checker *k, uint64_t grain, uint32_t e, bool report_it,
                (unsigned long long) grain, name, e);
     return false;
   }
+  if ((uint64_t) e * VDISK_SECTOR >= s->file_size) {
+    if (report_it)
+      problem (k, false, "%sgrain table entry of grain %llu in '%s' points "
+               "past the end of the file (sector %u)", copy,
+               (unsigned long long) grain, name, e);
+    return false;
+  }
   uint64_t end = (uint64_t) e * VDISK_SECTOR + s->grain_bytes;
   if (s->compressed) {
     struct vb_error ge = { 0 };
@@ -1295,7 +1307,7 @@ check_gt (struct checker *k, uint32_t gdi, bool repair, uint32_t *pgt,
   }
   if (r_has) {
     for (unsigned i = 0; i < KDMV_GTES; i++)
-      if (!gte_ok (k, (uint64_t) gdi * KDMV_GTES + i, rgt[i], !p_has,
+      if (!gte_ok (k, (uint64_t) gdi * KDMV_GTES + i, rgt[i], true,
                    "redundant "))
         r_ok = false;
   }

@@ -323,8 +323,11 @@ flush_pending (struct vdisk_extent *ext, struct sparse *s,
   return 0;
 }
 
-/* Sequential write: bytes go into the pending grain; a grain is written
- * when complete or when a later grain is started. */
+/* Sequential write: bytes go into the pending grain, which is compressed
+ * and appended when a later grain is started (or at close).  A write may
+ * start anywhere at or after the end of the previous one, or inside the
+ * pending grain (the core completes a partial grain to a whole one and
+ * then writes the rest of it). */
 int
 stream_writer_pwrite (struct vdisk_extent *ext, struct sparse *s,
                       const uint8_t *buf, size_t count, uint64_t off,
@@ -335,7 +338,8 @@ stream_writer_pwrite (struct vdisk_extent *ext, struct sparse *s,
   if (w->finished)
     return vb_err (err, EIO, "streamOptimized extent '%s' is already "
                    "finished", sname (ext));
-  if (off < w->cursor)
+  bool in_pending = w->pend_used && off / gb == w->pend_grain;
+  if (off < w->cursor && !in_pending)
     return vb_err (err, ENOTSUP, "streamOptimized extents can only be "
                    "written sequentially: write at offset %llu of '%s' after "
                    "offset %llu", (unsigned long long) off, sname (ext),
@@ -355,31 +359,33 @@ stream_writer_pwrite (struct vdisk_extent *ext, struct sparse *s,
     buf += n;
     off += n;
     count -= n;
-    w->cursor = off;
-    /* A complete grain (or the extent's last one) goes out at once. */
-    if (in + n == gb || off >= ext->length) {
-      int r = flush_pending (ext, s, err);
-      if (r < 0)
-        return r;
-    }
+    if (off > w->cursor)
+      w->cursor = off;
   }
   s->gbuf_valid = false;
   return 0;
 }
 
 /* Zeroing ahead of the writer is a no-op: unwritten grains read as zeros
- * (a streamOptimized extent has no parent).  Behind it, refuse. */
+ * (a streamOptimized extent has no parent); inside the pending grain the
+ * buffer is cleared.  Behind it, refuse. */
 int
 stream_writer_zero (struct vdisk_extent *ext, struct sparse *s, uint64_t off,
                     uint64_t count, struct vb_error *err)
 {
   struct stream_writer *w = s->w;
-  (void) count;
-  if (w->finished || off < w->cursor)
+  uint64_t gb = s->grain_bytes;
+  bool in_pending = w->pend_used && off / gb == w->pend_grain;
+  if (w->finished || (off < w->cursor && !in_pending))
     return vb_err (err, ENOTSUP, "streamOptimized extents can only be "
                    "written sequentially: zero at offset %llu of '%s' after "
                    "offset %llu", (unsigned long long) off, sname (ext),
                    (unsigned long long) w->cursor);
+  if (in_pending) {
+    uint64_t in = off % gb;
+    uint64_t n = gb - in < count ? gb - in : count;
+    memset (w->pend + in, 0, (size_t) n);
+  }
   return 0;
 }
 

@@ -418,22 +418,35 @@ test_zeroed_gte (void **state)
   ext_close (&x);
 }
 
-/* Build a valid delta with some data for the corruption tests. */
+/* A valid delta with some data for the corruption tests, written to
+ * `name` (built once, then copied: create() syncs, which is slow). */
 static const char *
 make_sample (const char *name)
 {
-  struct vb_error err = { 0 };
-  struct ext_create c = { .sectors = 16384 };       /* 8 MiB, 4 tables */
+  static uint8_t *img;
+  static size_t img_len;
   const char *p = tpath (name);
   unlink (p);
-  assert_int_equal (ops->create (p, &c, &err), 0);
-  struct vdisk_extent x;
-  assert_int_equal (ext_open (&x, p, true, 0, &err), 0);
-  uint8_t buf[8192];
-  fill (buf, sizeof buf, 3);
-  assert_int_equal (ops->pwrite (&x, buf, sizeof buf, 0, &err), 0);
-  assert_int_equal (ops->pwrite (&x, buf, sizeof buf, 3 << 20, &err), 0);
-  ext_close (&x);
+  if (img == NULL) {
+    struct vb_error err = { 0 };
+    struct ext_create c = { .sectors = 16384 };     /* 8 MiB, 4 tables */
+    assert_int_equal (ops->create (p, &c, &err), 0);
+    struct vdisk_extent x;
+    assert_int_equal (ext_open (&x, p, true, 0, &err), 0);
+    uint8_t buf[8192];
+    fill (buf, sizeof buf, 3);
+    assert_int_equal (ops->pwrite (&x, buf, sizeof buf, 0, &err), 0);
+    assert_int_equal (ops->pwrite (&x, buf, sizeof buf, 3 << 20, &err), 0);
+    ext_close (&x);
+    char *t;
+    assert_int_equal (vio_read_file (p, 1 << 20, &t, &img_len, &err), 0);
+    img = (uint8_t *) t;
+    return p;
+  }
+  int fd = open (p, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  assert_true (fd >= 0);
+  assert_int_equal (vio_pwrite (fd, img, img_len, 0), 0);
+  close (fd);
   return p;
 }
 
