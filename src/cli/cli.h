@@ -22,6 +22,23 @@ typedef int (*cli_cmd_fn) (struct cli *c, int argc, char **argv);
 
 int cmd_disk (struct cli *c, int argc, char **argv);
 int cmd_cbt (struct cli *c, int argc, char **argv);
+int cmd_repo (struct cli *c, int argc, char **argv);
+int cmd_backup (struct cli *c, int argc, char **argv);
+int cmd_list (struct cli *c, int argc, char **argv);
+int cmd_restore (struct cli *c, int argc, char **argv);
+int cmd_verify (struct cli *c, int argc, char **argv);
+int cmd_prune (struct cli *c, int argc, char **argv);
+int cmd_gc (struct cli *c, int argc, char **argv);
+
+struct repo;
+/* Open the repository named by --repo (repo_opt) or $VMBACK_REPO, with
+ * the passphrase from $VMBACK_PASSPHRASE, --key-file/$VMBACK_KEY_FILE, or
+ * a prompt on a terminal.  Prints the error and returns NULL on failure. */
+struct repo *cli_open_repo (const struct cli *c, const char *repo_opt,
+                            const char *key_file);
+/* Read a passphrase: $VMBACK_PASSPHRASE, else a prompt without echo on the
+ * terminal (twice when confirm); NULL when neither is possible. malloc'd. */
+char *cli_passphrase (const char *prompt, bool confirm);
 
 /* Print "vmback: <msg>" to stderr; return 1. */
 int cli_fail (const struct vb_error *e);

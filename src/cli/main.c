@@ -18,6 +18,13 @@ struct command {
 static const struct command commands[] = {
   { "disk", cmd_disk, "virtual disk operations (info, create, convert, read, write, ...)" },
   { "cbt",  cmd_cbt,  "changed block tracking (enable, disable, changeid, query)" },
+  { "repo",    cmd_repo,    "create (init) or describe (info) a backup repository" },
+  { "backup",  cmd_backup,  "back up a disk into a new restore point" },
+  { "list",    cmd_list,    "list restore points" },
+  { "restore", cmd_restore, "restore a point to a new disk, a device, or in place" },
+  { "verify",  cmd_verify,  "check every chunk, index and manifest of the repository" },
+  { "prune",   cmd_prune,   "remove restore points by a retention policy" },
+  { "gc",      cmd_gc,      "delete chunks no restore point uses" },
 };
 
 /* Top-level usage text. */
@@ -26,7 +33,7 @@ usage (FILE *f)
 {
   fprintf (f, "usage: vmback [--json] [-q] COMMAND [ARGS...]\n\ncommands:\n");
   for (size_t i = 0; i < sizeof commands / sizeof *commands; i++)
-    fprintf (f, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    fprintf (f, "  %-9s %s\n", commands[i].name, commands[i].summary);
   fprintf (f, "\n'vmback COMMAND --help' shows the options of a command.\n"
            "Exit status: 0 success, 1 failure, 2 usage error.\n");
 }

@@ -349,8 +349,8 @@ fail:
   return r;
 }
 
-/* Record that grain data were appended (needs fdatasync before a table
- * entry may point to them). */
+/* Reserve bytes at the (sector aligned) end of the file for a grain or
+ * table; GTEs are 32-bit sectors, so nothing may start past 2 TiB. */
 static int
 alloc_space (struct vdisk_extent *ext, struct sparse *s, uint64_t bytes,
              uint64_t *off, struct vb_error *err)
@@ -557,7 +557,22 @@ sparse_status (struct vdisk_extent *ext, uint64_t off, uint64_t len,
       n = len - done;
     uint32_t gte;
     bool pending;
-    int st = sparse_lookup (ext, s, g, &gte, &pending, err);
+    int st;
+    uint64_t gdi = g / KDMV_GTES;
+    if ((s->stream_empty && !s->w)
+        || (gdi < s->n_gd && s->gd[gdi] == 0
+            && !(s->w && (gdi == s->w->cur_gdi
+                          || (s->w->pend_used
+                              && s->w->pend_grain / KDMV_GTES == gdi))))) {
+      /* No table at all: the whole span of the table is unallocated. */
+      uint64_t span_end = (gdi + 1) * KDMV_GTES * gb;
+      if (s->stream_empty && !s->w)
+        span_end = off + len;
+      n = span_end - o < len - done ? span_end - o : len - done;
+      st = EXT_UNALLOC;
+    } else {
+      st = sparse_lookup (ext, s, g, &gte, &pending, err);
+    }
     if (st < 0) {
       if (first >= 0)
         break;         /* report the good run; the error comes next call */
@@ -1101,6 +1116,7 @@ struct checker {
 static void
 problem (struct checker *k, bool repaired, const char *fmt, ...)
   __attribute__ ((format (printf, 3, 4)));
+/* (definition) */
 static void
 problem (struct checker *k, bool repaired, const char *fmt, ...)
 {
@@ -1368,6 +1384,7 @@ check_gt (struct checker *k, uint32_t gdi, bool repair, uint32_t *pgt,
   return 0;
 }
 
+/* qsort order of sector numbers. */
 static int
 cmp_u32 (const void *a, const void *b)
 {
@@ -1375,6 +1392,7 @@ cmp_u32 (const void *a, const void *b)
   return x < y ? -1 : x > y;
 }
 
+/* qsort order of metadata areas by start. */
 static int
 cmp_area (const void *a, const void *b)
 {
@@ -1389,7 +1407,8 @@ check_overlaps (struct checker *k)
 {
   const char *name = ext_name (k->ext);
   uint64_t gs = k->s->h.grain;
-  qsort (k->meta, k->n_meta, sizeof *k->meta, cmp_area);
+  if (k->n_meta > 1)
+    qsort (k->meta, k->n_meta, sizeof *k->meta, cmp_area);
   for (size_t i = 1; i < k->n_meta; i++) {
     struct area *a = &k->meta[i - 1], *b = &k->meta[i];
     if (b->start < a->start + a->len)
@@ -1400,7 +1419,8 @@ check_overlaps (struct checker *k)
   if (k->grains_overflow)
     problem (k, false, "'%s' has more grains than fit in the file: grains "
              "overlap", name);
-  qsort (k->grains, k->n_grains, sizeof *k->grains, cmp_u32);
+  if (k->n_grains > 1)
+    qsort (k->grains, k->n_grains, sizeof *k->grains, cmp_u32);
   for (size_t i = 1; i < k->n_grains; i++)
     if (k->grains[i] < k->grains[i - 1] + gs)
       problem (k, false, "two grains of '%s' overlap at sector %u", name,

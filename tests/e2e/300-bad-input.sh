@@ -7,7 +7,7 @@ cd "$T"
 truncate -s 3M src.raw
 poke_pattern src.raw 0 1000000 1
 qemu-img convert -f raw -O vmdk -o subformat=monolithicSparse src.raw good.vmdk
-qemu-img convert -f raw -O vmdk -o subformat=streamOptimized src.raw stream.vmdk
+"$VMBACK" disk convert --type streamOptimized src.raw stream.vmdk   # VMware layout: GD at the end, footer
 python3 "$VMBACK_ROOT/tests/data-gen/mk-bad-corpus.py" good.vmdk stream.vmdk bad
 n=0
 for f in bad/*.vmdk; do

@@ -351,7 +351,13 @@ test_roundtrip_grain8 (void **state)
 static void
 test_roundtrip_grain128 (void **state)
 {
-  roundtrip (128, 1 << 20, "g128", true);   /* 512 MiB, 64 KiB grains */
+  roundtrip (128, 96 << 11, "g128", true);  /* 96 MiB, 64 KiB grains */
+}
+
+static void
+test_roundtrip_grain16 (void **state)
+{
+  roundtrip (16, 80 << 11, "g16", true);    /* 80 MiB: 3 tables of 32 MiB */
 }
 
 /* Locate the grain table entry of grain g in file p (byte offset). */
@@ -612,6 +618,7 @@ main (void)
     cmocka_unit_test (test_create_fresh),
     cmocka_unit_test (test_roundtrip_grain1),
     cmocka_unit_test (test_roundtrip_grain8),
+    cmocka_unit_test (test_roundtrip_grain16),
     cmocka_unit_test (test_roundtrip_grain128),
     cmocka_unit_test (test_zeroed_gte),
     cmocka_unit_test (test_corrupt_header),

@@ -213,6 +213,7 @@ poke (const char *path, uint64_t off, const void *b, size_t n)
   close (fd);
 }
 
+/* Overwrite a LE u32 / u64 of a file. */
 static void
 poke32 (const char *path, uint64_t off, uint32_t v)
 {
@@ -221,6 +222,7 @@ poke32 (const char *path, uint64_t off, uint32_t v)
   poke (path, off, b, 4);
 }
 
+/* Overwrite a LE u64 of a file. */
 static void
 poke64 (const char *path, uint64_t off, uint64_t v)
 {
@@ -229,6 +231,7 @@ poke64 (const char *path, uint64_t off, uint64_t v)
   poke (path, off, b, 8);
 }
 
+/* Read a LE u64 / u32 of a file. */
 static uint64_t
 peek64 (const char *path, uint64_t off)
 {
@@ -240,6 +243,7 @@ peek64 (const char *path, uint64_t off)
   return le64_get (b);
 }
 
+/* Read a LE u32 of a file. */
 static uint32_t
 peek32 (const char *path, uint64_t off)
 {
@@ -287,6 +291,7 @@ make_desc (const char *type, uint64_t sectors, const char *file)
 
 /* --- tests --------------------------------------------------------------- */
 
+/* probe scores the magic only. */
 static void
 test_probe (void **state)
 {
@@ -680,7 +685,7 @@ test_write_stream_pending (void **state)
 {
   (void) state;
   const char *img = tp ("wsp.vmdk"), *raw = tp ("wsp.raw");
-  uint64_t size = 1 << 20;
+  uint64_t size = 40 << 20;
   char *desc = make_desc ("streamOptimized", size / 512, "wsp.vmdk");
   struct ext_create c = { .sectors = size / 512, .stream = true,
                           .embedded_desc = desc };
@@ -705,8 +710,19 @@ test_write_stream_pending (void **state)
   assert_int_equal (e.ops->zero (&e, 0, 512, false, &err), -ENOTSUP);
   vb_err_clear (&err);
   uint8_t buf[65536];
+  uint64_t pnum;
+  assert_int_equal (e.ops->status (&e, 196608, 65536, &pnum, &err), EXT_DATA);
   read_range (&e, buf, 150000, 50000);
   assert_memory_equal (buf, exp + 150000, 50000);
+  /* a pending grain in a table not started yet (table 1, 33 MiB) */
+  memset (exp + (33 << 20), 0x42, 100);
+  assert_int_equal (e.ops->pwrite (&e, exp + (33 << 20), 100, 33 << 20, &err),
+                    0);
+  assert_int_equal (e.ops->status (&e, 33 << 20, 65536, &pnum, &err),
+                    EXT_DATA);
+  assert_int_equal (e.ops->status (&e, 32 << 20, 2 << 20, &pnum, &err),
+                    EXT_UNALLOC);
+  assert_int_equal (pnum, 1 << 20);
   ext_close (&e);
   write_file (raw, exp, size);
   ext_open_ok (&e, img, false, 0);
@@ -797,6 +813,7 @@ expect_open_fails (const char *path, const char *what)
   print_message ("%s: %s\n", what, err.msg);
 }
 
+/* Each corrupt header field gives its own error, never a crash. */
 static void
 test_corrupt_headers (void **state)
 {
@@ -1089,6 +1106,7 @@ test_many_tables (void **state)
   ext_close (&e);
 }
 
+/* Scratch directory; detect qemu-img / qemu-io. */
 static int
 setup (void **state)
 {
@@ -1101,6 +1119,7 @@ setup (void **state)
   return 0;
 }
 
+/* Remove the scratch directory (unless KEEP_TEST_FILES is set). */
 static int
 teardown (void **state)
 {

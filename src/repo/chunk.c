@@ -1,0 +1,435 @@
+/* vmback chunk blobs: one chunk of disk data <-> one stored object
+ * (byte layout in docs/FORMAT-chunks.md).
+ *
+ *   0  magic "VBC1"
+ *   4  version (u8, 1)
+ *   5  flags (u8): 1 = zstd, 2 = AES-256-GCM
+ *   6  reserved (u16, 0)
+ *   8  plain length (u32 LE): bytes of the chunk
+ *  12  payload length (u32 LE): bytes after the header
+ *  16  CRC32 (u32 LE) of header bytes 0..15 followed by the payload
+ *  20  payload: body, or nonce(12) || AES-256-GCM(body) || tag(16)
+ *      body = zstd frame of the chunk when smaller, else the chunk itself
+ *      GCM associated data = header bytes 0..15 || chunk id (32)
+ *
+ * encode and decode run in many threads at once: there is no shared
+ * mutable state except the per-thread zstd contexts (pthread keys, freed
+ * when a thread exits).  Encode writes into exactly one malloc'd buffer:
+ * zstd compresses straight into it and GCM encrypts in place.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <zlib.h>
+#include <zstd.h>
+
+#include "repo-int.h"
+
+#define CHUNK_MAGIC       "VBC1"
+#define CHUNK_VERSION     1u
+#define CHUNK_HDR_SIZE    20u
+#define CHUNK_AAD_HDR     16u        /* header bytes bound by GCM and CRC */
+#define CHUNK_F_ZSTD      1u
+#define CHUNK_F_ENC       2u
+#define CHUNK_F_KNOWN     (CHUNK_F_ZSTD | CHUNK_F_ENC)
+#define CHUNK_NONCE_LEN   12u
+#define CHUNK_TAG_LEN     16u
+#define CHUNK_ENC_OVER    (CHUNK_NONCE_LEN + CHUNK_TAG_LEN)
+
+#define OFF_MAGIC         0
+#define OFF_VERSION       4
+#define OFF_FLAGS         5
+#define OFF_RESERVED      6
+#define OFF_PLAIN_LEN     8
+#define OFF_PAYLOAD_LEN   12
+#define OFF_CRC           16
+
+/* Little-endian helpers (the repository layer does not use vdisk-int.h). */
+static void
+put32 (uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t) v;
+  p[1] = (uint8_t) (v >> 8);
+  p[2] = (uint8_t) (v >> 16);
+  p[3] = (uint8_t) (v >> 24);
+}
+
+static uint32_t
+get32 (const uint8_t *p)
+{
+  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
+    | (uint32_t) p[3] << 24;
+}
+
+/* CRC32 stored in a blob: header bytes 0..15, then the payload. */
+static uint32_t
+blob_crc (const uint8_t *hdr, const uint8_t *payload, size_t len)
+{
+  uLong c = crc32 (0L, Z_NULL, 0);
+  c = crc32 (c, hdr, CHUNK_AAD_HDR);
+  c = crc32_z (c, payload, len);
+  return (uint32_t) c;
+}
+
+/* --- per-thread zstd contexts --------------------------------------------- */
+
+/* Creating a compression context for every 1 MiB chunk costs more than a
+ * megabyte of allocation and page faults each time, so each thread keeps
+ * one of each kind.  Should the keys be unavailable, a context is made
+ * per call instead (*owned tells the caller to free it). */
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cctx_key, dctx_key;
+static bool tls_ok;
+
+static void
+free_cctx (void *p)
+{
+  ZSTD_freeCCtx (p);
+}
+
+static void
+free_dctx (void *p)
+{
+  ZSTD_freeDCtx (p);
+}
+
+static void
+tls_init (void)
+{
+  if (pthread_key_create (&cctx_key, free_cctx) != 0)
+    return;
+  if (pthread_key_create (&dctx_key, free_dctx) != 0) {
+    pthread_key_delete (cctx_key);
+    return;
+  }
+  tls_ok = true;
+}
+
+/* This thread's compression context (NULL when out of memory). */
+static ZSTD_CCtx *
+get_cctx (bool *owned)
+{
+  pthread_once (&tls_once, tls_init);
+  *owned = !tls_ok;
+  ZSTD_CCtx *c = tls_ok ? pthread_getspecific (cctx_key) : NULL;
+  if (c == NULL) {
+    c = ZSTD_createCCtx ();
+    if (c != NULL && tls_ok && pthread_setspecific (cctx_key, c) != 0)
+      *owned = true;
+  }
+  return c;
+}
+
+/* This thread's decompression context (NULL when out of memory). */
+static ZSTD_DCtx *
+get_dctx (bool *owned)
+{
+  pthread_once (&tls_once, tls_init);
+  *owned = !tls_ok;
+  ZSTD_DCtx *d = tls_ok ? pthread_getspecific (dctx_key) : NULL;
+  if (d == NULL) {
+    d = ZSTD_createDCtx ();
+    if (d != NULL && tls_ok && pthread_setspecific (dctx_key, d) != 0)
+      *owned = true;
+  }
+  return d;
+}
+
+/* --- AES-256-GCM ---------------------------------------------------------- */
+
+/* AES-256-GCM of in[0..len) into out (in == out allowed) with AAD
+ * hdr[0..16) || id.  Encrypt writes tag; decrypt checks it.  Returns 0,
+ * 1 when the tag does not match, -1 on internal failure. */
+static int
+chunk_gcm (bool encrypt, const uint8_t key[REPO_KEY_LEN],
+           const uint8_t nonce[CHUNK_NONCE_LEN], const uint8_t *hdr,
+           const uint8_t id[REPO_ID_LEN], const uint8_t *in, size_t len,
+           uint8_t *out, uint8_t tag[CHUNK_TAG_LEN])
+{
+  EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new ();
+  int outl = 0, fin = 0, rc = -1;
+  if (c == NULL)
+    return -1;
+  /* len <= CHUNK_MAX_SIZE (8 MiB): fits an int. */
+  if (encrypt) {
+    if (EVP_EncryptInit_ex (c, EVP_aes_256_gcm (), NULL, key, nonce) == 1
+        && EVP_EncryptUpdate (c, NULL, &outl, hdr, CHUNK_AAD_HDR) == 1
+        && EVP_EncryptUpdate (c, NULL, &outl, id, REPO_ID_LEN) == 1
+        && EVP_EncryptUpdate (c, out, &outl, in, (int) len) == 1
+        && EVP_EncryptFinal_ex (c, out + outl, &fin) == 1
+        && EVP_CIPHER_CTX_ctrl (c, EVP_CTRL_GCM_GET_TAG, CHUNK_TAG_LEN,
+                                tag) == 1)
+      rc = 0;
+  } else {
+    if (EVP_DecryptInit_ex (c, EVP_aes_256_gcm (), NULL, key, nonce) == 1
+        && EVP_DecryptUpdate (c, NULL, &outl, hdr, CHUNK_AAD_HDR) == 1
+        && EVP_DecryptUpdate (c, NULL, &outl, id, REPO_ID_LEN) == 1
+        && EVP_DecryptUpdate (c, out, &outl, in, (int) len) == 1
+        && EVP_CIPHER_CTX_ctrl (c, EVP_CTRL_GCM_SET_TAG, CHUNK_TAG_LEN,
+                                tag) == 1)
+      rc = EVP_DecryptFinal_ex (c, out + outl, &fin) == 1 ? 0 : 1;
+  }
+  EVP_CIPHER_CTX_free (c);
+  return rc;
+}
+
+/* --- encode --------------------------------------------------------------- */
+
+/* Encode one chunk into a blob (layout above).  The output buffer is
+ * allocated once at its largest possible size, header + 28 + len (zstd
+ * is only given len - 1 bytes of room, so it either comes out smaller or
+ * fails and the chunk is stored raw), and shrunk at the end. */
+int
+chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+              const void *data, size_t len, int level,
+              uint8_t **blob, size_t *blob_len, struct vb_error *err)
+{
+  char hex[2 * REPO_ID_LEN + 1];
+  bool enc = k->encrypted;
+
+  *blob = NULL;
+  *blob_len = 0;
+  hex_encode (id, REPO_ID_LEN, hex);
+  if (len > CHUNK_MAX_SIZE)
+    return vb_err (err, EINVAL, "cannot store chunk %s: %zu bytes, more "
+                   "than the %u a chunk may have", hex, len, CHUNK_MAX_SIZE);
+  if (level < ZSTD_minCLevel () || level > ZSTD_maxCLevel ())
+    return vb_err (err, EINVAL, "cannot store chunk %s: compression level "
+                   "%d is out of range (%d to %d)", hex, level,
+                   ZSTD_minCLevel (), ZSTD_maxCLevel ());
+
+  /* At most 20 + 28 + 8 MiB: no overflow. */
+  size_t cap = CHUNK_HDR_SIZE + (enc ? CHUNK_ENC_OVER : 0) + len;
+  uint8_t *b = malloc (cap);
+  if (b == NULL)
+    return vb_errno (err, ENOMEM, "cannot store chunk %s", hex);
+  uint8_t *payload = b + CHUNK_HDR_SIZE;
+  uint8_t *body = payload + (enc ? CHUNK_NONCE_LEN : 0);
+
+  /* Compress straight into the blob when it comes out smaller. */
+  uint8_t flags = enc ? CHUNK_F_ENC : 0;
+  size_t body_len = len;
+  if (len > 1) {
+    bool owned;
+    ZSTD_CCtx *cc = get_cctx (&owned);
+    if (cc == NULL) {
+      free (b);
+      return vb_err (err, ENOMEM, "cannot compress chunk %s: out of memory",
+                     hex);
+    }
+    size_t z = ZSTD_compressCCtx (cc, body, len - 1, data, len, level);
+    if (owned)
+      ZSTD_freeCCtx (cc);
+    if (!ZSTD_isError (z)) {
+      flags |= CHUNK_F_ZSTD;
+      body_len = z;
+    }
+    /* else: not smaller (dstSize_tooSmall) or failed: store raw */
+  }
+  const uint8_t *src = (flags & CHUNK_F_ZSTD) ? body : data;
+  if (!enc && !(flags & CHUNK_F_ZSTD) && len > 0)
+    memcpy (body, data, len);
+
+  size_t payload_len = body_len + (enc ? CHUNK_ENC_OVER : 0);
+  memcpy (b + OFF_MAGIC, CHUNK_MAGIC, 4);
+  b[OFF_VERSION] = CHUNK_VERSION;
+  b[OFF_FLAGS] = flags;
+  b[OFF_RESERVED] = b[OFF_RESERVED + 1] = 0;
+  put32 (b + OFF_PLAIN_LEN, (uint32_t) len);
+  put32 (b + OFF_PAYLOAD_LEN, (uint32_t) payload_len);
+
+  if (enc) {
+    if (RAND_bytes (payload, CHUNK_NONCE_LEN) != 1) {
+      free (b);
+      return vb_err (err, EIO, "cannot encrypt chunk %s: random number "
+                     "generator failed", hex);
+    }
+    /* In place when compressed (src == body), else from the caller's data. */
+    if (chunk_gcm (true, k->enc_key, payload, b, id, src, body_len, body,
+                   body + body_len) != 0) {
+      free (b);
+      return vb_err (err, EIO, "cannot encrypt chunk %s: AES-256-GCM failed",
+                     hex);
+    }
+  }
+  put32 (b + OFF_CRC, blob_crc (b, payload, payload_len));
+
+  size_t total = CHUNK_HDR_SIZE + payload_len;
+  if (total + 4096 < cap) {
+    uint8_t *nb = realloc (b, total);    /* shrinking: keeps b if it fails */
+    if (nb != NULL)
+      b = nb;
+  }
+  *blob = b;
+  *blob_len = total;
+  return 0;
+}
+
+/* --- decode --------------------------------------------------------------- */
+
+/* Record "chunk <hex> is damaged: <what>" and return -EBADMSG. */
+static int damaged (struct vb_error *err, const char *hex, const char *fmt,
+                    ...) __attribute__ ((format (printf, 3, 4)));
+static int
+damaged (struct vb_error *err, const char *hex, const char *fmt, ...)
+{
+  char what[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (what, sizeof what, fmt, ap);
+  va_end (ap);
+  return vb_err (err, EBADMSG, "chunk %s is damaged: %s", hex, what);
+}
+
+/* Decode a blob into out[0..cap): every header field is checked on its
+ * own, the claimed plain length against cap and CHUNK_MAX_SIZE before
+ * anything is allocated or decompressed, then the CRC, the GCM tag, the
+ * decompressed size, and last the id of the result. */
+int
+chunk_decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+              const uint8_t *blob, size_t blob_len, uint8_t *out,
+              size_t cap, struct vb_error *err)
+{
+  char hex[2 * REPO_ID_LEN + 1];
+  uint8_t *tmp = NULL;
+  int r;
+
+  hex_encode (id, REPO_ID_LEN, hex);
+
+  if (blob_len < CHUNK_HDR_SIZE)
+    return damaged (err, hex, "%zu bytes, shorter than a blob header",
+                    blob_len);
+  if (memcmp (blob + OFF_MAGIC, CHUNK_MAGIC, 4) != 0)
+    return damaged (err, hex, "bad magic");
+  if (blob[OFF_VERSION] != CHUNK_VERSION)
+    return damaged (err, hex, "unsupported blob version %u", blob[OFF_VERSION]);
+  uint8_t flags = blob[OFF_FLAGS];
+  if (flags & ~CHUNK_F_KNOWN)
+    return damaged (err, hex, "unknown flags 0x%02x", flags);
+  if (blob[OFF_RESERVED] != 0 || blob[OFF_RESERVED + 1] != 0)
+    return damaged (err, hex, "reserved header bytes are not zero");
+  bool enc = (flags & CHUNK_F_ENC) != 0, zst = (flags & CHUNK_F_ZSTD) != 0;
+  if (enc != k->encrypted)
+    return damaged (err, hex, "%s blob in an %s repository",
+                    enc ? "encrypted" : "unencrypted",
+                    k->encrypted ? "encrypted" : "unencrypted");
+  uint32_t plain_len = get32 (blob + OFF_PLAIN_LEN);
+  if (plain_len > CHUNK_MAX_SIZE || plain_len > cap)
+    return damaged (err, hex, "claims %" PRIu32 " bytes, more than the "
+                    "%zu expected", plain_len, cap < CHUNK_MAX_SIZE ? cap
+                    : (size_t) CHUNK_MAX_SIZE);
+  uint32_t payload_len = get32 (blob + OFF_PAYLOAD_LEN);
+  if (payload_len != blob_len - CHUNK_HDR_SIZE)
+    return damaged (err, hex, "payload of %" PRIu32 " bytes but the "
+                    "blob holds %zu", payload_len, blob_len - CHUNK_HDR_SIZE);
+  if (enc && payload_len < CHUNK_ENC_OVER)
+    return damaged (err, hex, "encrypted payload of %" PRIu32 " bytes "
+                    "is too short", payload_len);
+  /* body_len: payload minus nonce and tag (payload_len >= 28 if enc). */
+  size_t body_len = payload_len - (enc ? CHUNK_ENC_OVER : 0);
+  /* Raw bodies are the chunk itself; compressed ones are only stored when
+   * smaller, which also bounds the decryption buffer below by 8 MiB. */
+  if (!zst && body_len != plain_len)
+    return damaged (err, hex, "raw body of %zu bytes for a chunk of %" PRIu32,
+                    body_len, plain_len);
+  if (zst && (body_len == 0 || body_len >= plain_len))
+    return damaged (err, hex, "compressed body of %zu bytes for a chunk "
+                    "of %" PRIu32, body_len, plain_len);
+  const uint8_t *payload = blob + CHUNK_HDR_SIZE;
+  if (blob_crc (blob, payload, payload_len) != get32 (blob + OFF_CRC))
+    return damaged (err, hex, "CRC mismatch");
+
+  const uint8_t *body = payload + (enc ? CHUNK_NONCE_LEN : 0);
+  if (enc) {
+    /* Raw: decrypt straight into out (plain_len <= cap).  Compressed:
+     * into a buffer of body_len < plain_len <= 8 MiB bytes. */
+    uint8_t *dst = out;
+    if (zst && (dst = tmp = malloc (body_len)) == NULL)
+      return vb_errno (err, ENOMEM, "cannot decrypt chunk %s", hex);
+    uint8_t tag[CHUNK_TAG_LEN];
+    memcpy (tag, body + body_len, CHUNK_TAG_LEN);
+    int g = chunk_gcm (false, k->enc_key, payload, blob, id, body, body_len,
+                       dst, tag);
+    if (g != 0) {
+      OPENSSL_cleanse (dst, body_len);    /* never leave unauthenticated data */
+      if (g < 0)
+        r = vb_err (err, EIO, "cannot decrypt chunk %s: AES-256-GCM failed",
+                    hex);
+      else
+        r = damaged (err, hex, "authentication failed (wrong key, or the "
+                     "blob was altered)");
+      goto out;
+    }
+    body = dst;
+  }
+
+  if (zst) {
+    /* The frame must announce exactly plain_len bytes, be the whole body,
+     * and decompress into exactly plain_len bytes of out: a frame that
+     * would produce more hits the bound and fails. */
+    unsigned long long fcs = ZSTD_getFrameContentSize (body, body_len);
+    if (fcs != plain_len) {
+      r = damaged (err, hex, "compressed frame announces %s, not %" PRIu32
+                   " bytes", fcs == ZSTD_CONTENTSIZE_ERROR ? "garbage"
+                   : fcs == ZSTD_CONTENTSIZE_UNKNOWN ? "no size"
+                   : "another size", plain_len);
+      goto out;
+    }
+    size_t fl = ZSTD_findFrameCompressedSize (body, body_len);
+    if (ZSTD_isError (fl) || fl != body_len) {
+      r = damaged (err, hex, "compressed body is not one whole zstd frame");
+      goto out;
+    }
+    bool owned;
+    ZSTD_DCtx *dc = get_dctx (&owned);
+    if (dc == NULL) {
+      r = vb_err (err, ENOMEM, "cannot decompress chunk %s: out of memory",
+                  hex);
+      goto out;
+    }
+    size_t z = ZSTD_decompressDCtx (dc, out, plain_len, body, body_len);
+    if (owned)
+      ZSTD_freeDCtx (dc);
+    if (ZSTD_isError (z) || z != plain_len) {
+      if (ZSTD_isError (z))
+        r = damaged (err, hex, "cannot decompress: %s", ZSTD_getErrorName (z));
+      else
+        r = damaged (err, hex, "decompressed to %zu bytes, not %" PRIu32,
+                     z, plain_len);
+      goto out;
+    }
+  } else if (!enc && plain_len > 0) {
+    memcpy (out, body, plain_len);
+  }
+
+  uint8_t got[REPO_ID_LEN];
+  crypto_chunk_id (k, out, plain_len, got);
+  if (!crypto_equal (got, id, REPO_ID_LEN)) {
+    r = damaged (err, hex, "its content does not match its id");
+    goto out;
+  }
+  r = (int) plain_len;
+out:
+  if (tmp != NULL) {
+    OPENSSL_cleanse (tmp, body_len);
+    free (tmp);
+  }
+  return r;
+}
+
+/* Key of a chunk: "chunks/<first 2 hex>/<64 hex>". */
+void
+chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len)
+{
+  char hex[2 * REPO_ID_LEN + 1];
+  hex_encode (id, REPO_ID_LEN, hex);
+  snprintf (buf, len, "chunks/%.2s/%s", hex, hex);
+}

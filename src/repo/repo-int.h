@@ -1,0 +1,190 @@
+/* vmback repository internals: storage backend, crypto, chunk blobs,
+ * indexes and manifests (docs/FORMAT.md).
+ *
+ * Layering (each a file):
+ *   backend-local.c  struct repo_backend_ops: whole objects by key
+ *   crypto.c         key derivation, key file, AES-256-GCM, ids, HMAC
+ *   chunk.c          one chunk <-> one blob (zstd, encryption, CRC)
+ *   index.c          a disk's list of chunk ids in a point
+ *   manifest.c       what a point holds (JSON, HMAC-authenticated)
+ *   repo.c           config, open/init, locks, point listing
+ */
+#ifndef VMBACK_REPO_INT_H
+#define VMBACK_REPO_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "vmback/error.h"
+
+/* ---- storage backend ------------------------------------------------------
+ * Keys are relative paths with '/' separators ("chunks/ab/ab12...",
+ * "snapshots/web/20261125T200503Z/manifest").  The repository above never
+ * assumes more than an object store gives: no rename, no append, no partial
+ * overwrite.  An object is written whole and appears atomically. */
+
+#define REPO_PUT_EXCL 1u     /* fail with -EEXIST if the key exists */
+#define REPO_MAX_OBJECT (64u << 20)  /* largest object get() will return */
+
+struct repo_backend;
+
+typedef int (*repo_list_fn) (void *opaque, const char *key, uint64_t size);
+
+struct repo_backend_ops {
+  const char *name;                                /* "local" */
+  /* Open the backend at url (a directory path for "local"); create it
+   * (mode 0700) when create is true and it does not exist. */
+  int (*open) (const char *url, bool create, struct repo_backend **out,
+               struct vb_error *err);
+  void (*close) (struct repo_backend *b);
+  /* Store data under key, durably (data fsynced before the object is
+   * visible under its final name; parent "directories" created as needed).
+   * With REPO_PUT_EXCL: -EEXIST if it already exists (atomic check). */
+  int (*put) (struct repo_backend *b, const char *key, const void *data,
+              size_t len, unsigned flags, struct vb_error *err);
+  /* Read a whole object (at most max bytes, else -EFBIG) into a malloc'd
+   * buffer.  -ENOENT if missing. */
+  int (*get) (struct repo_backend *b, const char *key, size_t max,
+              uint8_t **data, size_t *len, struct vb_error *err);
+  /* 1 exists, 0 not, <0 error. */
+  int (*exists) (struct repo_backend *b, const char *key, struct vb_error *err);
+  /* Call fn for every key under prefix (recursively); fn returning
+   * non-zero stops the walk and is returned. */
+  int (*list) (struct repo_backend *b, const char *prefix, repo_list_fn fn,
+               void *opaque, struct vb_error *err);
+  /* Remove an object; missing is not an error. */
+  int (*del) (struct repo_backend *b, const char *key, struct vb_error *err);
+};
+
+struct repo_backend {
+  const struct repo_backend_ops *ops;
+};
+
+extern const struct repo_backend_ops repo_backend_local;
+
+/* ---- crypto ---------------------------------------------------------------- */
+
+#define REPO_ID_LEN 32
+#define REPO_KEY_LEN 32
+
+/* The repository's secret material.  Unencrypted repositories have
+ * encrypted=false, a zero enc_key and id_key, and a mac_key stored in
+ * clear in keys/repokey (it still detects accidental damage of manifests
+ * and indexes, not a deliberate attacker with write access). */
+struct repo_keys {
+  bool encrypted;
+  uint8_t enc_key[REPO_KEY_LEN];   /* AES-256-GCM key for blobs */
+  uint8_t id_key[REPO_KEY_LEN];    /* HMAC key for chunk ids (encrypted) */
+  uint8_t mac_key[REPO_KEY_LEN];   /* HMAC key for indexes and manifests */
+};
+
+/* Make fresh random keys. */
+int crypto_keys_generate (struct repo_keys *k, bool encrypted, struct vb_error *err);
+/* Serialize keys into a key file (JSON).  When encrypted, the keys are
+ * wrapped with AES-256-GCM under a key derived with scrypt from the
+ * passphrase (random salt; N, r, p recorded). */
+int crypto_keyfile_write (const struct repo_keys *k, const char *passphrase,
+                          char **json_out, struct vb_error *err);
+/* Parse a key file and unwrap with the passphrase; a wrong passphrase is
+ * -EACCES "wrong passphrase or key file" (the GCM tag fails). */
+int crypto_keyfile_read (const char *json, size_t len, const char *passphrase,
+                         struct repo_keys *k, struct vb_error *err);
+/* Chunk id: SHA-256(data), or HMAC-SHA-256(id_key, data) when encrypted. */
+void crypto_chunk_id (const struct repo_keys *k, const void *data, size_t len,
+                      uint8_t id[REPO_ID_LEN]);
+/* HMAC-SHA-256(mac_key, data). */
+void crypto_mac (const struct repo_keys *k, const void *data, size_t len,
+                 uint8_t mac[32]);
+/* Constant-time compare. */
+bool crypto_equal (const void *a, const void *b, size_t len);
+/* Hex helpers: out must hold 2*len+1. */
+void hex_encode (const uint8_t *in, size_t len, char *out);
+int hex_decode (const char *in, uint8_t *out, size_t len);
+
+/* ---- chunk blobs ------------------------------------------------------------ */
+
+#define CHUNK_MIN_SIZE (256u << 10)
+#define CHUNK_MAX_SIZE (8u << 20)
+#define CHUNK_DEFAULT_SIZE (1u << 20)
+
+/* Encode plaintext chunk data (len <= CHUNK_MAX_SIZE) into a blob:
+ * zstd at `level` when smaller, then AES-256-GCM when k->encrypted with the
+ * chunk id as associated data.  *blob is malloc'd. */
+int chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+                  const void *data, size_t len, int level,
+                  uint8_t **blob, size_t *blob_len, struct vb_error *err);
+/* Decode a blob into out (capacity cap >= the chunk's plain length, which
+ * must not exceed cap: a blob claiming more is rejected before any
+ * allocation), verify the CRC, the GCM tag, and that the id of the
+ * plaintext equals id.  Returns the plain length or a negative errno with
+ * a message naming the chunk (hex id). */
+int chunk_decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+                  const uint8_t *blob, size_t blob_len, uint8_t *out,
+                  size_t cap, struct vb_error *err);
+/* Key of a chunk: "chunks/ab/<64 hex>". buf >= 80 bytes. */
+void chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len);
+
+/* ---- index ------------------------------------------------------------------ */
+
+/* The chunks of one disk in one point.  ids[i] all zero = zero chunk. */
+struct repo_index {
+  uint64_t disk_size;
+  uint32_t chunk_size;
+  uint64_t n;                      /* ceil(disk_size / chunk_size) */
+  uint8_t (*ids)[REPO_ID_LEN];
+};
+
+int index_alloc (struct repo_index *ix, uint64_t disk_size, uint32_t chunk_size,
+                 struct vb_error *err);
+void index_free (struct repo_index *ix);
+bool index_is_zero (const struct repo_index *ix, uint64_t i);
+/* Serialize with a trailing HMAC (mac_key). */
+int index_encode (const struct repo_keys *k, const struct repo_index *ix,
+                  uint8_t **out, size_t *len, struct vb_error *err);
+/* Parse and authenticate; rejects sizes that disagree with each other or
+ * with len, chunk sizes outside [CHUNK_MIN_SIZE, CHUNK_MAX_SIZE], disk sizes
+ * over VDISK_MAX_SIZE, and a bad HMAC ("index 'x' is damaged or was
+ * tampered with"). name is used in messages. */
+int index_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
+                  const char *name, struct repo_index *ix, struct vb_error *err);
+
+/* ---- manifest --------------------------------------------------------------- */
+
+#define MANIFEST_MAX_DISKS 64
+
+struct manifest_disk {
+  char key[64];              /* device key / disk name, e.g. "disk0", "scsi0:0" */
+  char source[1024];         /* path the disk was read from */
+  uint64_t size;
+  char index_key[256];       /* object key of its index */
+  uint8_t index_mac[32];     /* HMAC of the encoded index (binds it) */
+  char change_id_used[128];  /* "" or "*" for a full read */
+  char change_id[128];       /* the disk's changeId at backup time, "" if none */
+  uint64_t chunks_read, chunks_new, chunks_reused, chunks_zero;
+  uint64_t bytes_read, bytes_new_stored;
+};
+
+struct manifest {
+  char id[128];              /* "<source-name>/<time>" */
+  char source_name[128];
+  char parent_id[128];       /* previous point of the same source, "" if none */
+  char kind[16];             /* "disk" (or "vm" later) */
+  char consistency[16];      /* "crash" | "filesystem" | "application" */
+  char transport[16];        /* "file" for disk images */
+  char tool_version[32];
+  int64_t started, finished; /* unix seconds */
+  uint32_t chunk_size;
+  size_t n_disks;
+  struct manifest_disk disks[MANIFEST_MAX_DISKS];
+};
+
+/* Serialize to JSON with an "hmac" member over the rest. */
+int manifest_encode (const struct repo_keys *k, const struct manifest *m,
+                     char **out, size_t *len, struct vb_error *err);
+/* Parse and authenticate (tampering -> -EBADMSG "manifest 'x' was
+ * tampered with or damaged"); every string bounded, disk count capped. */
+int manifest_decode (const struct repo_keys *k, const char *json, size_t len,
+                     const char *name, struct manifest *m, struct vb_error *err);
+
+#endif
