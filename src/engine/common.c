@@ -25,7 +25,7 @@ engine_load_index (struct repo *r, const struct manifest *m, int disk,
   const char *key = md->index_key;
   /* 32 bytes per chunk: a 64 TiB disk in 256 KiB chunks is 8 GiB of ids,
    * far past REPO_MAX_OBJECT, which index_decode's own cap also enforces */
-  int rc = b->ops->get (b, key, 512u << 20, &buf, &len, err);
+  int rc = b->ops->get (b, key, REPO_MAX_OBJECT, &buf, &len, err);
   if (rc < 0) {
     vb_err_prefix (err, "point %s", m->id);
     return rc;

@@ -183,7 +183,8 @@ chunk_gcm (bool encrypt, const uint8_t key[REPO_KEY_LEN],
 
 /* --- encode --------------------------------------------------------------- */
 
-/* Encode one chunk into a blob (layout above).  The output buffer is
+/* Encode one chunk into a blob (layout above).  level is as zstd takes
+ * it (0 = zstd's default 3, negative = faster).  The output buffer is
  * allocated once at its largest possible size, header + 28 + len (zstd
  * is only given len - 1 bytes of room, so it either comes out smaller or
  * fails and the chunk is stored raw), and shrunk at the end. */

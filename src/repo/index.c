@@ -51,12 +51,14 @@ get32 (const uint8_t *b)
     | (uint32_t) b[3] << 24;
 }
 
+/* Read a u64. */
 static uint64_t
 get64 (const uint8_t *b)
 {
   return (uint64_t) get32 (b) | (uint64_t) get32 (b + 4) << 32;
 }
 
+/* Write a u32. */
 static void
 put32 (uint8_t *b, uint32_t v)
 {
@@ -64,6 +66,7 @@ put32 (uint8_t *b, uint32_t v)
     b[i] = (uint8_t) (v >> (8 * i));
 }
 
+/* Write a u64. */
 static void
 put64 (uint8_t *b, uint64_t v)
 {

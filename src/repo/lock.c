@@ -35,7 +35,6 @@
 #define LOCK_SLOT 256          /* size of repo_lock_slot() */
 
 /* Defined in repo.c: the 256-byte buffer holding our lock key ("" = none). */
-char *repo_lock_slot (struct repo *r);
 
 /* This host's name, reduced to [A-Za-z0-9._-] (it goes into a key). */
 static void

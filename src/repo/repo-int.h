@@ -25,7 +25,9 @@
  * overwrite.  An object is written whole and appears atomically. */
 
 #define REPO_PUT_EXCL 1u     /* fail with -EEXIST if the key exists */
-#define REPO_MAX_OBJECT (64u << 20)  /* largest object get() will return */
+/* Largest object: an index of 2^23 chunks (8 TiB at 1 MiB chunks) is
+ * 256 MiB of ids plus header and MAC. */
+#define REPO_MAX_OBJECT ((256u << 20) + 4096u)
 
 struct repo_backend;
 
@@ -62,6 +64,10 @@ struct repo_backend {
 };
 
 extern const struct repo_backend_ops repo_backend_local;
+
+/* The repository's own lock name buffer (repo.c), used by lock.c. */
+struct repo;
+char *repo_lock_slot (struct repo *r);
 
 /* ---- crypto ---------------------------------------------------------------- */
 

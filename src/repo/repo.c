@@ -35,7 +35,7 @@
 #define REPOKEY_KEY "keys/repokey"
 #define CONFIG_MAX (64u << 10)       /* a config is ~200 bytes */
 #define KEYFILE_MAX (64u << 10)      /* a key file is < 1 KiB */
-#define MANIFEST_MAX (4u << 20)      /* 64 disks * ~2 KiB each, with room */
+#define MANIFEST_MAX (1u << 20)      /* as manifest.c: 64 disks * ~2 KiB, with room */
 #define SECRET_FILE_MAX 4096u        /* --key-file contents */
 #define SOURCE_MAX 100               /* longest source name */
 #define POINT_SUFFIX_MAX 9999        /* "-2" .. "-9999" for one second */
@@ -54,9 +54,7 @@ struct repo {
   char lock_key[256];          /* own lock object, "" if none (lock.c) */
 };
 
-/* Own lock slot for lock.c (256 bytes).  Not in a header on purpose: only
- * lock.c uses it (see the contract request in the hand-over notes). */
-char *repo_lock_slot (struct repo *r);
+/* Own lock slot for lock.c (256 bytes). */
 char *
 repo_lock_slot (struct repo *r)
 {
@@ -522,7 +520,8 @@ repo_open (const char *path, const char *passphrase, const char *key_file,
     if (rc < 0)
       goto fail;
     if (!pass || !*pass) {
-      rc = vb_err (err, EACCES, "repository is encrypted: set "
+      /* ENOKEY lets an interactive caller prompt and retry */
+      rc = vb_err (err, ENOKEY, "repository is encrypted: set "
                    "VMBACK_PASSPHRASE or use --key-file");
       goto fail;
     }

@@ -615,8 +615,13 @@ vdisk_rename (const char *from, const char *to, struct vb_error *err)
     struct vdisk_layer *w;
     r = vdisk_layer_open (from, true, &w, err);
     if (r == 0) {
+      /* w re-read the old text: give it ours, which also carries the
+       * renamed changeTrackPath */
       vmdk_desc_set_str (&w->desc.ext[0].file, base ? base + 1 : to);
-      r = vdisk_layer_write_desc (w, err);
+      if (vmdk_desc_set_str (&w->desc.change_track_path, l->desc.change_track_path) < 0)
+        r = vb_errno (err, ENOMEM, "cannot rename '%s'", from);
+      if (r == 0)
+        r = vdisk_layer_write_desc (w, err);
       vdisk_layer_close (w, r ? NULL : err);
     }
     if (r == 0 && rename (from, to) < 0)

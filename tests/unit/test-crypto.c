@@ -468,6 +468,8 @@ test_keyfile_hostile_params (void **state)
   const char *nk = strstr (json, "\"n\": 32768");
   assert_non_null (nk);
   char *big = malloc (strlen (json) + 64);
+  if (big == NULL)
+    abort ();
   size_t pre = (size_t) (nk - json);
   memcpy (big, json, pre);
   sprintf (big + pre, "\"n\": 1180591620717411303424%s", nk + 10);
@@ -499,6 +501,8 @@ test_keyfile_malformed (void **state)
   }
   /* Trailing garbage; trailing white space is fine. */
   char *t = malloc (len + 8);
+  if (t == NULL)
+    abort ();
   sprintf (t, "%s x", json);
   assert_int_equal (crypto_keyfile_read (t, strlen (t), pass, &r, &err),
                     -EBADMSG);

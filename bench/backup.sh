@@ -1,0 +1,295 @@
+#!/bin/bash
+# Backup, incremental and restore throughput and memory of vmback, side by side
+# with borg, restic and a plain `zstd -1 -T2` of the image (compression floor),
+# all in one run on the same bytes:
+#   input: a 2 GiB ext4 image holding ~1.1 GB of real files (copied from /usr),
+#          cached in $BENCH_DIR between runs;
+#   (1) first full backup   vmback (monolithicSparse .vmdk with --ctk) vs
+#                           borg / restic (the raw image file) vs zstd floor
+#   (2) 200 scattered 100 KiB random writes (~1%), applied identically to the
+#       .vmdk (vmback disk write, tracked by CBT) and the raw file (dd), then
+#       the second backup of each tool
+#   (3) full restore of the latest point (vmback restore to raw, borg extract,
+#       restic restore)
+#   (4) peak RSS of vmback backup for the 2 GiB disk and for a 64 GiB sparse
+#       disk holding the same data, and their time ratio
+# Prints seconds, ratios against the issue's targets and PASS/FAIL.  Every
+# restore is compared byte for byte with the source (a mismatch is reported).
+#
+# usage: bench/backup.sh [BUILD]          (BUILD: vmback build dir, default build)
+# env:   BENCH_DIR  cache/work dir (default /var/tmp/vmback-bench)
+#        RUNS       repeat the whole sequence N times, keep the best time (1)
+#        DATA_MB    MB of files to copy into the image (1100)
+set -euo pipefail
+BUILD=${1:-build}
+V="$(cd "$BUILD" && pwd)/vmback"
+W=${BENCH_DIR:-/var/tmp/vmback-bench}
+RUNS=${RUNS:-1}
+DATA_MB=${DATA_MB:-1100}
+[ -x "$V" ] || { echo "no vmback binary at $V" >&2; exit 1; }
+mkdir -p "$W"
+cd "$W"
+
+have () { command -v "$1" > /dev/null 2>&1; }
+log () { echo "[$(date +%T)] $*" >&2; }
+
+# ---------------------------------------------------------------- input image
+# base.raw: 2 GiB ext4 built by mke2fs -d from the first DATA_MB MB of regular
+# files under /usr (then /var/lib/apt, /var/cache/apt), walked in sorted order.
+if [ ! -f base.raw ] || [ ! -f base.ok ]; then
+  have mke2fs || { echo "mke2fs missing: apt-get install e2fsprogs" >&2; exit 1; }
+  log "building the source tree (${DATA_MB} MB of files from /usr)..."
+  rm -rf tree base.raw base.ok
+  mkdir tree
+  python3 - "$DATA_MB" <<'PY'
+import os, shutil, stat, sys
+limit = int(sys.argv[1]) * 1000 * 1000
+total = 0
+def walk(top):
+    global total
+    for root, dirs, files in os.walk(top):
+        dirs.sort()
+        for f in sorted(files):
+            src = os.path.join(root, f)
+            try:
+                st = os.lstat(src)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_size == 0:
+                continue
+            if total + st.st_size > limit:
+                continue
+            dst = os.path.join("tree", os.path.relpath(src, "/"))
+            os.makedirs(os.path.dirname(dst), exist_ok=True)
+            try:
+                shutil.copyfile(src, dst)
+            except OSError:
+                continue
+            total += st.st_size
+            if total >= limit * 0.999:
+                return True
+    return False
+for top in ("/usr", "/var/lib/apt", "/var/cache/apt"):
+    if walk(top):
+        break
+print(f"copied {total} bytes", file=sys.stderr)
+PY
+  log "mke2fs -t ext4 -d tree base.raw 2G..."
+  E2FSPROGS_FAKE_TIME=1700000000 mke2fs -q -F -t ext4 \
+    -U 6b1d3a7e-0b7c-4a53-9a55-1f2f3f4f5f6f -E hash_seed=0c6f1c3e-5d1b-4e59-8f0e-1a2b3c4d5e6f \
+    -d tree base.raw 2G
+  rm -rf tree
+  touch base.ok
+fi
+
+# the 200 scattered 100 KiB writes: a fixed pseudo-random blob and offsets
+if [ ! -f changes.bin ] || [ ! -f changes.txt ]; then
+  python3 - <<'PY'
+import random
+r = random.Random(20240601)
+n, sz, disk = 200, 100 * 1024, 2 << 30
+open("changes.bin", "wb").write(r.randbytes(n * sz))
+offs = sorted(r.sample(range(0, (disk - sz) // 4096), n))
+open("changes.txt", "w").write("".join(f"{o * 4096}\n" for o in offs))
+PY
+fi
+
+DATA_BYTES=$(du -B1 base.raw | cut -f1)
+log "base.raw: $(stat -c %s base.raw) bytes, $DATA_BYTES allocated"
+
+# ---------------------------------------------------------------- helpers
+export BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK=yes
+export BORG_RELOCATED_REPO_ACCESS_IS_OK=yes
+export RESTIC_PASSWORD=bench
+RESTIC_COMP=()
+if have restic && restic help backup 2>/dev/null | grep -q -- '--compression'; then
+  RESTIC_COMP=(--compression auto)
+  RESTIC_INIT=(--repository-version 2)
+else
+  RESTIC_INIT=()
+fi
+
+declare -A T RSS SZ   # best seconds, peak RSS KiB, repo bytes per measurement key
+MISMATCH=()
+
+# run KEY CMD...: time CMD (wall), record peak RSS; keep the best of RUNS
+run () {
+  local key=$1; shift
+  local t0 t1 dt
+  t0=$(date +%s.%N)
+  if ! /usr/bin/time -o rss.tmp -f %M "$@" > out.log 2> err.log; then
+    echo "FAILED: $key: $*" >&2
+    tail -5 err.log >&2
+    T[$key]=ERR
+    return 0
+  fi
+  t1=$(date +%s.%N)
+  dt=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
+  local rss; rss=$(tail -1 rss.tmp)
+  if [ -z "${T[$key]:-}" ] || [ "${T[$key]}" = ERR ] ||
+     python3 -c "import sys; sys.exit(0 if $dt < ${T[$key]} else 1)"; then
+    T[$key]=$dt
+  fi
+  if [ -z "${RSS[$key]:-}" ] || [ "$rss" -gt "${RSS[$key]}" ]; then
+    RSS[$key]=$rss
+  fi
+  log "$key: ${dt}s, peak RSS ${rss} KiB"
+}
+
+# same KEY FILE: compare a restored file with the expected image
+same () {
+  if ! cmp -s "$2" cur.raw; then
+    MISMATCH+=("$1: restored bytes differ from the source image")
+    log "MISMATCH: $1"
+  fi
+}
+
+# warm: read a file so every tool starts with it in the page cache
+warm () { cat "$@" > /dev/null; }
+
+# ---------------------------------------------------------------- the runs
+for run_i in $(seq "$RUNS"); do
+  log "=== run $run_i/$RUNS"
+  rm -rf r && mkdir r && cd r
+  cp --sparse=always ../base.raw cur.raw
+  "$V" disk convert --ctk cur.raw cur.vmdk > /dev/null
+  sync
+
+  # (1) first full backup
+  warm cur.raw cur.vmdk
+  "$V" -q repo init vrepo > /dev/null
+  run v_full "$V" -q backup --repo vrepo cur.vmdk
+  if have borg; then
+    export BORG_BASE_DIR=$PWD/borgbase
+    borg init -e none brepo > /dev/null 2>&1
+    run b_full borg create --compression zstd,1 brepo::p1 cur.raw
+  fi
+  if have restic; then
+    export RESTIC_CACHE_DIR=$PWD/resticcache
+    restic init -q "${RESTIC_INIT[@]}" -r rrepo > /dev/null
+    run r_full restic -q -r rrepo backup "${RESTIC_COMP[@]}" cur.raw
+  fi
+  run z_full zstd -q -f -1 -T2 cur.raw -o floor.zst
+  SZ[zstd]=$(stat -c %s floor.zst); rm -f floor.zst
+
+  # (2) the same 200 x 100 KiB writes into the .vmdk and the raw file
+  i=0
+  while read -r off; do
+    dd if=../changes.bin bs=100K skip=$i count=1 status=none |
+      "$V" disk write cur.vmdk --offset "$off" > /dev/null
+    dd if=../changes.bin of=cur.raw bs=100K skip=$i count=1 seek="$off" \
+      oflag=seek_bytes conv=notrunc status=none
+    i=$((i + 1))
+  done < ../changes.txt
+  "$V" disk read cur.vmdk | cmp -s - cur.raw ||
+    MISMATCH+=("vmback disk write: .vmdk content differs from the raw image after the writes")
+  sync
+  warm cur.raw cur.vmdk
+  run v_incr "$V" -q backup --repo vrepo cur.vmdk
+  have borg && run b_incr borg create --compression zstd,1 brepo::p2 cur.raw
+  have restic && run r_incr restic -q -r rrepo backup "${RESTIC_COMP[@]}" cur.raw
+  SZ[vmback]=$(du -sb vrepo | cut -f1)
+  have borg && SZ[borg]=$(du -sb brepo | cut -f1)
+  have restic && SZ[restic]=$(du -sb rrepo | cut -f1)
+
+  # (3) full restore of the latest point
+  run v_rest "$V" -q restore --repo vrepo latest v.raw
+  same "vmback restore" v.raw; rm -f v.raw
+  if have borg; then
+    rm -rf bx && mkdir bx && cd bx
+    run b_rest borg extract ../brepo::p2
+    cd .. ; same "borg extract" bx/cur.raw; rm -rf bx
+  fi
+  if have restic; then
+    run r_rest restic -q -r rrepo restore latest --target rx
+    same "restic restore" rx/cur.raw; rm -rf rx
+  fi
+
+  # (4) 64 GiB sparse disk holding the same data: convert, then grow
+  cp --sparse=always ../base.raw big.raw
+  "$V" disk convert --ctk big.raw big.vmdk > /dev/null
+  "$V" disk grow big.vmdk --size 64G > /dev/null
+  rm -f big.raw
+  sync
+  "$V" -q repo init vrepo2 > /dev/null
+  "$V" -q repo init vrepo64 > /dev/null
+  warm ../base.raw cur.vmdk big.vmdk
+  # the 2 GiB one again on the pristine data, so both read the same bytes
+  cp --sparse=always ../base.raw small.raw
+  "$V" disk convert --ctk small.raw small.vmdk > /dev/null
+  rm -f small.raw
+  warm small.vmdk
+  run v_2g "$V" -q backup --repo vrepo2 small.vmdk
+  run v_64g "$V" -q backup --repo vrepo64 big.vmdk
+
+  cd ..
+  [ "$RUNS" -gt "$run_i" ] && rm -rf r
+done
+
+# ---------------------------------------------------------------- the table
+ver () { "$@" 2>/dev/null | head -1 || echo missing; }
+echo
+echo "vmback backup benchmark  $(date -u +%Y-%m-%dT%H:%MZ)  $(uname -m), $(nproc) CPUs," \
+     "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
+echo "input: 2 GiB ext4 image, $DATA_BYTES bytes allocated; changes: 200 x 100 KiB random writes"
+echo "tools: vmback ($("$V" --version 2>/dev/null || echo ?)); $(have borg && ver borg --version || echo 'borg: MISSING');" \
+     "$(have restic && ver restic version || echo 'restic: MISSING'); $(ver zstd --version)"
+echo "best of $RUNS run(s); page cache warm for every tool"
+echo
+
+t () { echo "${T[$1]:-MISSING}"; }
+printf "%-28s %10s %10s %10s %10s\n" "case (seconds)" "vmback" "borg" "restic" "zstd -1"
+printf "%-28s %10s %10s %10s %10s\n" "(1) first full backup" "$(t v_full)" "$(t b_full)" "$(t r_full)" "$(t z_full)"
+printf "%-28s %10s %10s %10s %10s\n" "(2) backup after 1% change" "$(t v_incr)" "$(t b_incr)" "$(t r_incr)" "-"
+printf "%-28s %10s %10s %10s %10s\n" "(3) full restore (latest)" "$(t v_rest)" "$(t b_rest)" "$(t r_rest)" "-"
+mib () { [ -n "${1:-}" ] && python3 -c "print(f'{$1/1048576:.0f}')" || echo MISSING; }
+printf "%-28s %10s %10s %10s %10s\n" "repo size after (2), MiB" "$(mib "${SZ[vmback]:-}")" \
+  "$(mib "${SZ[borg]:-}")" "$(mib "${SZ[restic]:-}")" "$(mib "${SZ[zstd]:-}")"
+printf "%-28s %10s %10s %10s %10s\n" "peak RSS of (1), MiB" "$(mib "$(( ${RSS[v_full]:-0} * 1024 ))")" \
+  "$(mib "$(( ${RSS[b_full]:-0} * 1024 ))")" "$(mib "$(( ${RSS[r_full]:-0} * 1024 ))")" \
+  "$(mib "$(( ${RSS[z_full]:-0} * 1024 ))")"
+echo
+echo "vmback backup, fresh repository each:  2 GiB disk $(t v_2g) s, peak RSS $(mib $(( ${RSS[v_2g]:-0} * 1024 ))) MiB;" \
+     " 64 GiB sparse disk $(t v_64g) s, peak RSS $(mib $(( ${RSS[v_64g]:-0} * 1024 ))) MiB"
+echo
+
+# check NAME A B OP LIMIT: ratio A/B against LIMIT
+FAILS=0
+check () {
+  local name=$1 a=$2 b=$3 lim=$4 r verdict
+  if [[ ! "$a" =~ ^[0-9.]+$ ]] || [[ ! "$b" =~ ^[0-9.]+$ ]]; then
+    printf "%-44s %8s %10s  %s\n" "$name" "n/a" "<= $lim" "NOT MEASURED ($a / $b)"
+    FAILS=$((FAILS + 1))
+    return
+  fi
+  r=$(python3 -c "print(f'{$a / $b:.3f}')")
+  if python3 -c "import sys; sys.exit(0 if $r <= $lim else 1)"; then verdict=PASS
+  else verdict=FAIL; FAILS=$((FAILS + 1)); fi
+  printf "%-44s %8s %10s  %s\n" "$name" "$r" "<= $lim" "$verdict"
+}
+info () {
+  local name=$1 a=$2 b=$3
+  if [[ "$a" =~ ^[0-9.]+$ ]] && [[ "$b" =~ ^[0-9.]+$ ]]; then
+    printf "%-44s %8s %10s  %s\n" "$name" "$(python3 -c "print(f'{$a / $b:.3f}')")" "-" "(info)"
+  else
+    printf "%-44s %8s %10s  %s\n" "$name" "n/a" "-" "(info: $a / $b)"
+  fi
+}
+printf "%-44s %8s %10s  %s\n" "target" "ratio" "limit" "verdict"
+check "full: vmback / borg"                 "$(t v_full)" "$(t b_full)" 0.5
+check "full: vmback / zstd floor"           "$(t v_full)" "$(t z_full)" 1.2
+info  "full: vmback / restic"               "$(t v_full)" "$(t r_full)"
+check "incremental: vmback / borg 2nd run"  "$(t v_incr)" "$(t b_incr)" 0.15
+info  "incremental: vmback / restic 2nd run" "$(t v_incr)" "$(t r_incr)"
+check "restore: vmback / borg extract"      "$(t v_rest)" "$(t b_rest)" 0.5
+info  "restore: vmback / restic restore"    "$(t v_rest)" "$(t r_rest)"
+check "RSS 2 GiB backup / 100 MiB"          "${RSS[v_2g]:-MISSING}" 102400 0.999
+check "RSS 64 GiB backup / 100 MiB"         "${RSS[v_64g]:-MISSING}" 102400 0.999
+check "time 64 GiB / 2 GiB backup"          "$(t v_64g)" "$(t v_2g)" 1.3
+if [ ${#MISMATCH[@]} -gt 0 ]; then
+  echo
+  for m in "${MISMATCH[@]}"; do echo "WRONG: $m"; done
+  FAILS=$((FAILS + 1))
+fi
+echo
+echo "$FAILS target(s) failed or not measured"

@@ -1,0 +1,153 @@
+#!/bin/bash
+# Encrypted repositories: no plaintext of the backed-up disk (a 1 MiB
+# pattern repeated, a compressible and a random variant) is found in any
+# repository file, nor plaintext-hash chunk names, nor the passphrase or
+# key-file secret; an unencrypted repository of the same disk DOES hold the
+# random pattern (the search works). A wrong passphrase or key file gives a
+# one-line error and writes nothing; --key-file and $VMBACK_KEY_FILE work;
+# repository files are 0600 and directories 0700 even under umask 022.
+. "$(dirname "$0")/functions.sh"
+requires python3
+SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
+cd "$T"
+umask 022
+PASS='Corr3ct-horse:battery staple/440'
+export VMBACK_PASSPHRASE=$PASS
+LOG=$T/out.log
+: > "$LOG"
+vb () { vmback "$@" >> "$LOG" 2>&1; }   # every output goes to the log
+
+# the patterns: R = 1 MiB random, C = 1 MiB of text (compresses well)
+mkpattern R $((1 << 20)) "$SEED"
+python3 - C <<'PY'
+import sys
+out = bytearray(); i = 0
+while len(out) < 1 << 20:
+    out += b"vmback-secret-line %07d: the quick brown fox jumps over the lazy dog\n" % i; i += 1
+open(sys.argv[1], 'wb').write(out[:1 << 20])
+PY
+# a disk: the pattern 6 times chunk-aligned, then once more at an odd offset
+mkdisk () {
+  : > "$2"
+  for i in 0 1 2 3 4 5; do cat "$1" >> "$2"; done
+  head -c 12345 /dev/zero >> "$2"; cat "$1" >> "$2"
+  truncate -s 8M "$2"
+}
+mkdisk R dr.raw
+mkdisk C dc.raw
+# number of places any of several 64-byte windows of PATTERN occurs in the
+# files under DIR (every file, every byte)
+count_windows () {
+  python3 - "$1" "$2" <<'PY'
+import os,sys
+pat = open(sys.argv[2], 'rb').read()
+wins = [pat[o:o + 64] for o in (0, 1000, 65543, 333333, 524288, len(pat) - 64)]
+hits = 0
+for root, dirs, files in os.walk(sys.argv[1]):
+    for f in files:
+        data = open(os.path.join(root, f), 'rb').read()
+        for w in wins:
+            hits += data.count(w)
+print(hits)
+PY
+}
+# CMD must fail (a plain "! CMD" is not checked under set -e)
+absent () { if "$@"; then echo "unexpectedly found: $*"; exit 1; fi; }
+sha_of () { sha256sum < "$1" | cut -d' ' -f1; }
+perms_ok () {   # files 0600, directories 0700
+  [ -z "$(find "$1" -type f ! -perm 600)" ] || { find "$1" -type f ! -perm 600 -ls; return 1; }
+  [ -z "$(find "$1" -type d ! -perm 700)" ] || { find "$1" -type d ! -perm 700 -ls; return 1; }
+}
+
+# ---- sanity: an unencrypted repository holds the random pattern in clear
+vb repo init plain
+vb backup --repo plain dr.raw
+[ "$(count_windows plain R)" -gt 0 ]
+# ... and names the chunk of R after its SHA-256
+[ -f "plain/chunks/$(sha_of R | cut -c1-2)/$(sha_of R)" ]
+
+# ---- encrypted, passphrase from the environment
+vb repo init --encrypt enc
+vmback --json repo info --repo enc | python3 -c '
+import json,sys; j=json.load(sys.stdin); assert j["encrypted"] is True and j["kdf"].startswith("scrypt"), j'
+vb backup --repo enc --name rnd dr.raw
+vb backup --repo enc --name txt dc.raw
+vmback --json list --repo enc | python3 -c '
+import json,sys; p=json.load(sys.stdin)["points"]; assert len(p)==2, p'
+for pat in R C; do
+  n=$(count_windows enc $pat); echo "$pat windows in enc: $n"; [ "$n" -eq 0 ]
+done
+absent grep -rqF "vmback-secret-line" enc
+absent grep -rqF "quick brown fox" enc
+# chunk names are keyed (HMAC), not the plaintext's SHA-256
+[ ! -e "enc/chunks/$(sha_of R | cut -c1-2)/$(sha_of R)" ]
+[ ! -e "enc/chunks/$(sha_of C | cut -c1-2)/$(sha_of C)" ]
+# deduplication still works under encryption: 8 MiB of 1 MiB chunks with
+# R six times -> far fewer than 16 chunk objects
+nch=$(find enc/chunks -type f | wc -l); echo "chunks: $nch"; [ "$nch" -le 8 ]
+# bit-exact restores
+vb restore --repo enc rnd@latest r1.raw
+cmp r1.raw dr.raw
+vb restore --repo enc txt@latest r2.vmdk
+vmback disk read r2.vmdk | cmp - dc.raw
+vb verify --repo enc
+perms_ok enc
+perms_ok plain
+
+# ---- wrong or missing passphrase: one-line error, nothing written
+state () { (cd "$1" && find . -printf '%p %s %m %T@\n' | sort && find . -type f -exec sha256sum {} + | sort); }
+state enc > before
+for cmd in "backup --repo enc --name rnd dr.raw" "list --repo enc" "verify --repo enc" \
+           "restore --repo enc rnd@latest w.raw" "gc --repo enc" "prune --repo enc --keep-last 1" \
+           "repo info --repo enc"; do
+  # shellcheck disable=SC2086
+  VMBACK_PASSPHRASE=wrong-passphrase expect_fail "wrong passphrase" vmback $cmd
+  cat "$T/stderr" >> "$LOG"
+  # shellcheck disable=SC2086
+  expect_fail "encrypted|passphrase" env -u VMBACK_PASSPHRASE "$VMBACK" $cmd < /dev/null
+  cat "$T/stderr" >> "$LOG"
+done
+[ ! -e w.raw ]
+state enc > after
+diff before after
+[ -z "$(ls enc/locks)" ]
+
+# ---- a damaged encrypted chunk is caught (authentication tag)
+rm -rf enc2; cp -a enc enc2
+c=$(find enc2/chunks -type f | head -1)
+python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(40); b=f.read(1); f.seek(40); f.write(bytes([b[0]^1]))' "$c"
+rc=0; vmback verify --repo enc2 > /dev/null 2> v.err || rc=$?
+cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "$c")" v.err
+rm -rf enc2
+
+# ---- --key-file: the file's bytes are the secret
+head -c 48 /dev/urandom | base64 -w0 > kf; echo >> kf; chmod 600 kf
+SECRET=$(head -1 kf)
+head -c 48 /dev/urandom | base64 -w0 > badkf
+unset VMBACK_PASSPHRASE
+vb repo init --encrypt --key-file kf kr
+vb backup --repo kr --key-file kf dr.raw
+VMBACK_KEY_FILE=$T/kf vb backup --repo kr --name txt dc.raw
+vb list --repo kr --key-file kf
+expect_fail "wrong passphrase|key file" vmback list --repo kr --key-file badkf
+expect_fail "wrong passphrase|key file" vmback backup --repo kr --key-file badkf dc.raw
+expect_fail "no such file|cannot (open|read)" vmback list --repo kr --key-file nosuch
+expect_fail "encrypted|passphrase|key" vmback list --repo kr < /dev/null
+# a passphrase is not the key file
+VMBACK_PASSPHRASE=$PASS expect_fail "wrong passphrase" vmback list --repo kr
+vb restore --repo kr --key-file kf dr@latest k1.raw
+cmp k1.raw dr.raw
+VMBACK_KEY_FILE=$T/kf vb restore --repo kr txt@latest k2.raw
+cmp k2.raw dc.raw
+vb verify --repo kr --key-file kf
+for pat in R C; do [ "$(count_windows kr $pat)" -eq 0 ]; done
+perms_ok kr
+
+# ---- the secrets appear in no output and no repository file
+cat "$LOG"
+[ -s "$LOG" ]
+absent grep -qF "$PASS" "$LOG"
+absent grep -rqF "$PASS" enc kr plain
+absent grep -qF "$SECRET" "$LOG"
+absent grep -rqF "$SECRET" enc kr plain
+grep -qF "$SECRET" kf     # (the search itself works)
