@@ -109,31 +109,36 @@ else
   RESTIC_INIT=()
 fi
 
-declare -A T RSS SZ   # best seconds, peak RSS KiB, repo bytes per measurement key
+declare -A T CPU RSS SZ   # best wall s, least CPU s, peak RSS KiB, repo bytes per key
+lt () { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
 MISMATCH=()
 
-# run KEY CMD...: time CMD (wall), record peak RSS; keep the best of RUNS
+# run KEY CMD...: time CMD (wall), record its CPU seconds (user+sys) and peak
+# RSS; of RUNS repetitions keep the best wall time and the least CPU time
 run () {
   local key=$1; shift
-  local t0 t1 dt
+  local t0 t1 dt cpu rss
   t0=$(date +%s.%N)
-  if ! /usr/bin/time -o rss.tmp -f %M "$@" > out.log 2> err.log; then
+  if ! /usr/bin/time -o rss.tmp -f '%M %U %S' "$@" > out.log 2> err.log; then
     echo "FAILED: $key: $*" >&2
     tail -5 err.log >&2
     T[$key]=ERR
     return 0
   fi
   t1=$(date +%s.%N)
-  dt=$(python3 -c "print(f'{$t1 - $t0:.3f}')")
-  local rss; rss=$(tail -1 rss.tmp)
-  if [ -z "${T[$key]:-}" ] || [ "${T[$key]}" = ERR ] ||
-     python3 -c "import sys; sys.exit(0 if $dt < ${T[$key]} else 1)"; then
+  dt=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }')
+  read -r rss u sy < <(tail -1 rss.tmp)
+  cpu=$(awk -v a="$u" -v b="$sy" 'BEGIN { printf "%.2f", a + b }')
+  if [ -z "${T[$key]:-}" ] || [ "${T[$key]}" = ERR ] || lt "$dt" "${T[$key]}"; then
     T[$key]=$dt
+  fi
+  if [ -z "${CPU[$key]:-}" ] || lt "$cpu" "${CPU[$key]}"; then
+    CPU[$key]=$cpu
   fi
   if [ -z "${RSS[$key]:-}" ] || [ "$rss" -gt "${RSS[$key]}" ]; then
     RSS[$key]=$rss
   fi
-  log "$key: ${dt}s, peak RSS ${rss} KiB"
+  log "$key: ${dt}s wall, ${cpu}s CPU, peak RSS ${rss} KiB, load $(cut -d' ' -f1 /proc/loadavg)"
 }
 
 # same KEY FILE: compare a restored file with the expected image
@@ -228,64 +233,80 @@ done
 
 # ---------------------------------------------------------------- the table
 ver () { "$@" 2>/dev/null | head -1 || echo missing; }
+isnum () { [[ "${1:-}" =~ ^[0-9.]+$ ]]; }
+t () { echo "${T[$1]:-MISSING}"; }
+c () { echo "${CPU[$1]:-MISSING}"; }
+mib () { isnum "${1:-}" && awk -v a="$1" 'BEGIN { printf "%.0f", a / 1048576 }' || echo MISSING; }
+kmib () { isnum "${1:-}" && awk -v a="$1" 'BEGIN { printf "%.1f", a / 1024 }' || echo MISSING; }
+row () { printf "%-30s %10s %10s %10s %10s\n" "$@"; }
 echo
 echo "vmback backup benchmark  $(date -u +%Y-%m-%dT%H:%MZ)  $(uname -m), $(nproc) CPUs," \
-     "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)"
-echo "input: 2 GiB ext4 image, $DATA_BYTES bytes allocated; changes: 200 x 100 KiB random writes"
-echo "tools: vmback ($("$V" --version 2>/dev/null || echo ?)); $(have borg && ver borg --version || echo 'borg: MISSING');" \
-     "$(have restic && ver restic version || echo 'restic: MISSING'); $(ver zstd --version)"
-echo "best of $RUNS run(s); page cache warm for every tool"
+     "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)," \
+     "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "input: 2 GiB ext4 image, $DATA_BYTES bytes allocated; change: 200 x 100 KiB random writes"
+echo "tools: vmback ($("$V" --version 2>/dev/null || echo ?), repo defaults); " \
+     "$(have borg && ver borg --version || echo 'borg: MISSING') (-e none, zstd,1);" \
+     "$(have restic && ver restic version | cut -d' ' -f1-2 || echo 'restic: MISSING')" \
+     "(${RESTIC_COMP[*]:-no compression support}); $(ver zstd -V | sed 's/^[*]* *//; s/, by .*//')"
+echo "best of $RUNS run(s); page cache warm for every tool; wall = elapsed, CPU = user+sys"
+echo
+row "wall seconds" "vmback" "borg" "restic" "zstd -1 -T2"
+row "(1) first full backup" "$(t v_full)" "$(t b_full)" "$(t r_full)" "$(t z_full)"
+row "(2) backup after 1% change" "$(t v_incr)" "$(t b_incr)" "$(t r_incr)" "-"
+row "(3) full restore (latest)" "$(t v_rest)" "$(t b_rest)" "$(t r_rest)" "-"
+echo
+row "CPU seconds (user+sys)" "vmback" "borg" "restic" "zstd -1 -T2"
+row "(1) first full backup" "$(c v_full)" "$(c b_full)" "$(c r_full)" "$(c z_full)"
+row "(2) backup after 1% change" "$(c v_incr)" "$(c b_incr)" "$(c r_incr)" "-"
+row "(3) full restore (latest)" "$(c v_rest)" "$(c b_rest)" "$(c r_rest)" "-"
+echo
+row "repo size after (2), MiB" "$(mib "${SZ[vmback]:-}")" "$(mib "${SZ[borg]:-}")" \
+  "$(mib "${SZ[restic]:-}")" "$(mib "${SZ[zstd]:-}")"
+row "peak RSS of (1), MiB" "$(kmib "${RSS[v_full]:-}")" "$(kmib "${RSS[b_full]:-}")" \
+  "$(kmib "${RSS[r_full]:-}")" "$(kmib "${RSS[z_full]:-}")"
+echo
+echo "(4) vmback backup into a fresh repository:"
+printf "    %-26s %10s s wall %8s s CPU %8s MiB peak RSS\n" \
+  "2 GiB monolithicSparse" "$(t v_2g)" "$(c v_2g)" "$(kmib "${RSS[v_2g]:-}")" \
+  "64 GiB monolithicSparse" "$(t v_64g)" "$(c v_64g)" "$(kmib "${RSS[v_64g]:-}")"
 echo
 
-t () { echo "${T[$1]:-MISSING}"; }
-printf "%-28s %10s %10s %10s %10s\n" "case (seconds)" "vmback" "borg" "restic" "zstd -1"
-printf "%-28s %10s %10s %10s %10s\n" "(1) first full backup" "$(t v_full)" "$(t b_full)" "$(t r_full)" "$(t z_full)"
-printf "%-28s %10s %10s %10s %10s\n" "(2) backup after 1% change" "$(t v_incr)" "$(t b_incr)" "$(t r_incr)" "-"
-printf "%-28s %10s %10s %10s %10s\n" "(3) full restore (latest)" "$(t v_rest)" "$(t b_rest)" "$(t r_rest)" "-"
-mib () { [ -n "${1:-}" ] && python3 -c "print(f'{$1/1048576:.0f}')" || echo MISSING; }
-printf "%-28s %10s %10s %10s %10s\n" "repo size after (2), MiB" "$(mib "${SZ[vmback]:-}")" \
-  "$(mib "${SZ[borg]:-}")" "$(mib "${SZ[restic]:-}")" "$(mib "${SZ[zstd]:-}")"
-printf "%-28s %10s %10s %10s %10s\n" "peak RSS of (1), MiB" "$(mib "$(( ${RSS[v_full]:-0} * 1024 ))")" \
-  "$(mib "$(( ${RSS[b_full]:-0} * 1024 ))")" "$(mib "$(( ${RSS[r_full]:-0} * 1024 ))")" \
-  "$(mib "$(( ${RSS[z_full]:-0} * 1024 ))")"
-echo
-echo "vmback backup, fresh repository each:  2 GiB disk $(t v_2g) s, peak RSS $(mib $(( ${RSS[v_2g]:-0} * 1024 ))) MiB;" \
-     " 64 GiB sparse disk $(t v_64g) s, peak RSS $(mib $(( ${RSS[v_64g]:-0} * 1024 ))) MiB"
-echo
-
-# check NAME A B OP LIMIT: ratio A/B against LIMIT
+# check NAME A B LIMIT: ratio A/B against the target LIMIT, PASS/FAIL
 FAILS=0
 check () {
   local name=$1 a=$2 b=$3 lim=$4 r verdict
-  if [[ ! "$a" =~ ^[0-9.]+$ ]] || [[ ! "$b" =~ ^[0-9.]+$ ]]; then
-    printf "%-44s %8s %10s  %s\n" "$name" "n/a" "<= $lim" "NOT MEASURED ($a / $b)"
+  if ! isnum "$a" || ! isnum "$b"; then
+    printf "%-40s %8s %8s  %s\n" "$name" "n/a" "<= $lim" "NOT MEASURED ($a / $b)"
     FAILS=$((FAILS + 1))
     return
   fi
-  r=$(python3 -c "print(f'{$a / $b:.3f}')")
-  if python3 -c "import sys; sys.exit(0 if $r <= $lim else 1)"; then verdict=PASS
+  r=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.3f", a / b }')
+  if awk -v r="$r" -v l="$lim" 'BEGIN { exit !(r <= l) }'; then verdict=PASS
   else verdict=FAIL; FAILS=$((FAILS + 1)); fi
-  printf "%-44s %8s %10s  %s\n" "$name" "$r" "<= $lim" "$verdict"
+  printf "%-40s %8s %8s  %s\n" "$name" "$r" "<= $lim" "$verdict"
 }
+# info NAME A B: a ratio without a target
 info () {
-  local name=$1 a=$2 b=$3
-  if [[ "$a" =~ ^[0-9.]+$ ]] && [[ "$b" =~ ^[0-9.]+$ ]]; then
-    printf "%-44s %8s %10s  %s\n" "$name" "$(python3 -c "print(f'{$a / $b:.3f}')")" "-" "(info)"
-  else
-    printf "%-44s %8s %10s  %s\n" "$name" "n/a" "-" "(info: $a / $b)"
-  fi
+  local r=n/a
+  isnum "$2" && isnum "$3" && r=$(awk -v a="$2" -v b="$3" 'BEGIN { printf "%.3f", a / b }')
+  printf "%-40s %8s %8s  %s\n" "$1" "$r" "-" "(info)"
 }
-printf "%-44s %8s %10s  %s\n" "target" "ratio" "limit" "verdict"
-check "full: vmback / borg"                 "$(t v_full)" "$(t b_full)" 0.5
-check "full: vmback / zstd floor"           "$(t v_full)" "$(t z_full)" 1.2
-info  "full: vmback / restic"               "$(t v_full)" "$(t r_full)"
-check "incremental: vmback / borg 2nd run"  "$(t v_incr)" "$(t b_incr)" 0.15
+printf "%-40s %8s %8s  %s\n" "target (wall-time ratios)" "ratio" "limit" "verdict"
+check "full: vmback / borg"                  "$(t v_full)" "$(t b_full)" 0.5
+check "full: vmback / zstd floor"            "$(t v_full)" "$(t z_full)" 1.2
+check "incremental: vmback / borg 2nd run"   "$(t v_incr)" "$(t b_incr)" 0.15
+check "restore: vmback / borg extract"       "$(t v_rest)" "$(t b_rest)" 0.5
+check "RSS 2 GiB backup / 100 MiB"           "${RSS[v_2g]:-MISSING}" 102400 0.999
+check "RSS 64 GiB backup / 100 MiB"          "${RSS[v_64g]:-MISSING}" 102400 0.999
+check "time 64 GiB / 2 GiB backup"           "$(t v_64g)" "$(t v_2g)" 1.3
+info  "full: vmback / restic"                "$(t v_full)" "$(t r_full)"
 info  "incremental: vmback / restic 2nd run" "$(t v_incr)" "$(t r_incr)"
-check "restore: vmback / borg extract"      "$(t v_rest)" "$(t b_rest)" 0.5
-info  "restore: vmback / restic restore"    "$(t v_rest)" "$(t r_rest)"
-check "RSS 2 GiB backup / 100 MiB"          "${RSS[v_2g]:-MISSING}" 102400 0.999
-check "RSS 64 GiB backup / 100 MiB"         "${RSS[v_64g]:-MISSING}" 102400 0.999
-check "time 64 GiB / 2 GiB backup"          "$(t v_64g)" "$(t v_2g)" 1.3
+info  "restore: vmback / restic restore"     "$(t v_rest)" "$(t r_rest)"
+info  "CPU full: vmback / borg"              "$(c v_full)" "$(c b_full)"
+info  "CPU full: vmback / zstd floor"        "$(c v_full)" "$(c z_full)"
+info  "CPU incremental: vmback / borg"       "$(c v_incr)" "$(c b_incr)"
+info  "CPU restore: vmback / borg"           "$(c v_rest)" "$(c b_rest)"
+info  "CPU 64 GiB / 2 GiB backup"            "$(c v_64g)" "$(c v_2g)"
 if [ ${#MISMATCH[@]} -gt 0 ]; then
   echo
   for m in "${MISMATCH[@]}"; do echo "WRONG: $m"; done

@@ -10,7 +10,7 @@ pass=0 fail=0 skip=0 failed=()
 
 echo "== unit tests"
 meson test -C "$BUILD" --suite unit --print-errorlogs --num-processes 2 > "$BUILD/unit.log" 2>&1
-cat "$BUILD/unit.log" | grep -E "^ *[0-9]+/[0-9]+ " || true
+sed '/Summary of Failures/,$d' "$BUILD/unit.log" | grep -E "^ *[0-9]+/[0-9]+ " || true
 while read -r line; do
   name=$(echo "$line" | awk '{print $2}' | sed 's/^vmback://')
   case "$line" in
@@ -18,7 +18,7 @@ while read -r line; do
     *" SKIP "*) skip=$((skip+1));;
     *) fail=$((fail+1)); failed+=("$name");;
   esac
-done < <(grep -E "^ *[0-9]+/[0-9]+ " "$BUILD/unit.log")
+done < <(sed '/Summary of Failures/,$d' "$BUILD/unit.log" | grep -E "^ *[0-9]+/[0-9]+ ")
 if grep -qE "FAIL|ERROR|TIMEOUT" "$BUILD/unit.log"; then
   sed -n '/stdout:/,$p' "$BUILD/unit.log" | head -200
 fi

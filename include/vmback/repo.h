@@ -68,6 +68,14 @@ void repo_unlock (struct repo *r);
  * be NULL for all.  *out is a malloc'd array of n manifests. */
 int repo_list_points (struct repo *r, const char *source,
                       struct manifest **out, size_t *n, struct vb_error *err);
+/* Like repo_list_points, but a manifest that cannot be read or fails
+ * authentication is passed to bad (its id and the error) and skipped
+ * instead of failing the whole listing.  err may be NULL-safe-cleared. */
+typedef void (*repo_bad_point_fn) (void *opaque, const char *id, const char *msg);
+int repo_list_points_tolerant (struct repo *r, const char *source,
+                               struct manifest **out, size_t *n,
+                               repo_bad_point_fn bad, void *opaque,
+                               struct vb_error *err);
 /* Resolve POINT: a full id "<source>/<time>", "<source>" or
  * "<source>@latest" (its newest point), "latest" (newest of all), or an
  * unambiguous suffix of an id. */

@@ -145,7 +145,18 @@ engine_restore_disk (struct repo *r, const struct manifest *m, const char *targe
                  (unsigned long long) vdisk_size (d), (unsigned long long) ix.disk_size);
     goto out;
   }
-  rc = restore_chunks (r, &ix, d, NULL, o, NULL, err);
+  /* a device holds old data: its zero chunks must be written as zeros */
+  bool *all = NULL;
+  if (blockdev) {
+    all = malloc (ix.n ? ix.n : 1);
+    if (!all) {
+      rc = vb_errno (err, ENOMEM, "restore");
+      goto out;
+    }
+    memset (all, 1, ix.n ? ix.n : 1);
+  }
+  rc = restore_chunks (r, &ix, d, all, o, NULL, err);
+  free (all);
   int cr = vdisk_close (d, rc ? NULL : err);
   d = NULL;
   if (rc == 0)

@@ -127,6 +127,22 @@ blame (struct repo *r, struct manifest *pts, size_t np, const uint8_t id[REPO_ID
   }
 }
 
+/* Manifests that fail to load count as bad points. */
+struct badm {
+  engine_report_fn report;
+  void *opaque;
+  uint64_t n;
+};
+
+/* Report a manifest that could not be read or authenticated. */
+static void
+bad_manifest (void *opaque, const char *id, const char *msg)
+{
+  struct badm *b = opaque;
+  b->n++;
+  say (b->report, b->opaque, "point %s: %s", id, msg);
+}
+
 /* Verify one point or all (see engine.h). */
 int
 engine_verify (struct repo *r, const char *point, int threads,
@@ -135,6 +151,7 @@ engine_verify (struct repo *r, const char *point, int threads,
 {
   memset (res, 0, sizeof *res);
   struct manifest *pts = NULL;
+  /* (bad manifests found while listing are counted in res->bad_points) */
   size_t np = 0;
   int rc = repo_lock (r, false, "verify", err);
   if (rc < 0)
@@ -144,7 +161,10 @@ engine_verify (struct repo *r, const char *point, int threads,
     np = 1;
     rc = pts ? repo_find_point (r, point, pts, err) : vb_errno (err, ENOMEM, "verify");
   } else {
-    rc = repo_list_points (r, NULL, &pts, &np, err);
+    struct badm bm = { .report = report, .opaque = opaque };
+    rc = repo_list_points_tolerant (r, NULL, &pts, &np, bad_manifest, &bm, err);
+    res->bad_points += bm.n;
+    res->points += bm.n;
   }
   if (rc < 0)
     goto out;
@@ -197,7 +217,7 @@ engine_verify (struct repo *r, const char *point, int threads,
     pl_release (p, s);
   }
   pl_stop (p);
-  res->points = np;
+  res->points += np;
   for (size_t k = 0; k < np; k++)
     res->bad_points += bad[k];
 out_chunks:

@@ -752,6 +752,17 @@ int
 repo_list_points (struct repo *r, const char *source, struct manifest **out,
                   size_t *n, struct vb_error *err)
 {
+  return repo_list_points_tolerant (r, source, out, n, NULL, NULL, err);
+}
+
+/* repo_list_points, but with bad != NULL a manifest that cannot be read
+ * or authenticated is reported through bad and skipped (verify). */
+int
+repo_list_points_tolerant (struct repo *r, const char *source,
+                           struct manifest **out, size_t *n,
+                           repo_bad_point_fn bad, void *opaque,
+                           struct vb_error *err)
+{
   *out = NULL;
   *n = 0;
   char prefix[SOURCE_MAX + 16];
@@ -779,7 +790,9 @@ repo_list_points (struct repo *r, const char *source, struct manifest **out,
   }
   for (size_t i = 0; i < kl.n; i++) {
     rc = load_manifest (r, kl.ids[i], &m[i], err);
-    if (rc == -ENOENT) {          /* deleted while we listed */
+    if (rc == -ENOENT || (rc < 0 && bad)) {
+      if (rc != -ENOENT)            /* unreadable or tampered: report, skip */
+        bad (opaque, kl.ids[i], err->msg);
       vb_err_clear (err);
       rc = 0;
       m[i].finished = INT64_MIN;

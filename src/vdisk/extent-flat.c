@@ -7,6 +7,9 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vdisk-int.h"
@@ -17,10 +20,14 @@ flat_open (struct vdisk_extent *ext, struct vb_error *err)
 {
   ext->grain = 0;
   if (ext->length == 0) {
-    int64_t sz = vio_size (ext->fd);
-    if (sz < 0)
-      return vb_errno (err, (int) -sz, "cannot stat '%s'", ext->name);
-    ext->length = (uint64_t) sz;
+    struct stat st;
+    if (fstat (ext->fd, &st) < 0)
+      return vb_errno (err, errno, "cannot stat '%s'", ext->name);
+    uint64_t sz = (uint64_t) st.st_size;
+    /* a block device (restore target, hotadd) reports its size by ioctl */
+    if (S_ISBLK (st.st_mode) && ioctl (ext->fd, BLKGETSIZE64, &sz) < 0)
+      return vb_errno (err, errno, "cannot get the size of device '%s'", ext->name);
+    ext->length = sz;
   }
   return 0;
 }

@@ -409,7 +409,47 @@ swap_in (const char *path, const char *tmp, struct vb_error *err)
   return r;
 }
 
-/* Rewrite a base disk through clone-and-swap (same type, maybe bigger). */
+/* Give the rewritten disk at path the identity of the old descriptor
+ * text: its CID (children keep matching their parentCID), ddb keys
+ * (uuid, adapter, hardware version, ...; geometry stays the new one),
+ * unknown header keys and encoding. */
+static int
+restore_identity (const char *path, const char *old_text, struct vb_error *err)
+{
+  struct vmdk_desc old;
+  int r = vmdk_desc_parse (old_text, strlen (old_text), path, &old, err);
+  if (r < 0)
+    return r;
+  struct vdisk_layer *w;
+  if ((r = vdisk_layer_open (path, true, &w, err)) < 0) {
+    vmdk_desc_free (&old);
+    return r;
+  }
+  w->desc.cid = old.cid;
+  for (size_t i = 0; i < old.n_ddb && r == 0; i++)
+    if (strncmp (old.ddb[i].key, "ddb.geometry.", 13) != 0)
+      r = vmdk_desc_ddb_set (&w->desc, old.ddb[i].key, old.ddb[i].value);
+  if (r == 0 && old.n_other) {
+    struct vmdk_kv *t = w->desc.other;
+    size_t n = w->desc.n_other;
+    w->desc.other = old.other;
+    w->desc.n_other = old.n_other;
+    old.other = t;
+    old.n_other = n;
+  }
+  if (r == 0 && old.encoding)
+    r = vmdk_desc_set_str (&w->desc.encoding, old.encoding);
+  if (r < 0)
+    r = vb_errno (err, ENOMEM, "cannot rewrite '%s'", path);
+  else
+    r = vdisk_layer_write_desc (w, err);
+  vdisk_layer_close (w, r ? NULL : err);
+  vmdk_desc_free (&old);
+  return r;
+}
+
+/* Rewrite a base disk through clone-and-swap (same type and grain, maybe
+ * bigger); the descriptor keeps its CID and ddb (restore_identity). */
 static int
 rewrite_disk (const char *path, uint64_t new_size, struct vb_error *err)
 {
@@ -420,20 +460,34 @@ rewrite_disk (const char *path, uint64_t new_size, struct vb_error *err)
   struct vdisk_create_opts o = { .type = vdisk_get_type (d) };
   bool child = d->top->has_desc && d->top->desc.parent_hint;
   bool ctk = d->top->has_desc && d->top->desc.change_track_path;
+  if (d->top->ext[0].grain)
+    o.grain_sectors = d->top->ext[0].grain / VDISK_SECTOR;
+  char *old_text = d->top->has_desc ? vmdk_desc_format (&d->top->desc) : NULL;
+  bool oom = d->top->has_desc && !old_text;
   vdisk_close (d, NULL);
-  if (child)
-    return vb_err (err, ENOTSUP, "'%s' is a child disk; merge it first", path);
+  if (child || oom) {
+    free (old_text);
+    return child ? vb_err (err, ENOTSUP, "'%s' is a child disk; merge it first", path)
+      : vb_errno (err, ENOMEM, "cannot rewrite '%s'", path);
+  }
   if (ctk)
     vdisk_ctk_disable (path, NULL);    /* rewritten disk: tracking restarts */
   char *tmp = tmp_sibling (path, "new");
   if (!tmp)
-    return vb_errno (err, ENOMEM, "cannot rewrite '%s'", path);
-  r = clone_sized (path, tmp, &o, new_size, NULL, NULL, err);
+    r = vb_errno (err, ENOMEM, "cannot rewrite '%s'", path);
+  else
+    r = clone_sized (path, tmp, &o, new_size, NULL, NULL, err);
   if (r == 0)
     r = swap_in (path, tmp, err);
-  if (r == 0 && ctk)
-    r = vdisk_ctk_enable (path, err);
+  if (r == 0 && old_text)
+    r = restore_identity (path, old_text, err);
+  if (ctk) {                           /* also after a failure: keep tracking on */
+    int rc = vdisk_ctk_enable (path, r ? NULL : err);
+    if (r == 0)
+      r = rc;
+  }
   free (tmp);
+  free (old_text);
   return r;
 }
 
@@ -608,20 +662,29 @@ vdisk_rename (const char *from, const char *to, struct vb_error *err)
     }
     free (nn); free (src); free (dst);
   }
+  if (r == 0 && l->desc.parent_hint && l->desc.parent_hint[0] != '/') {
+    /* a relative parent hint is relative to the descriptor's directory:
+     * recompute it from the new place */
+    char *pp = vdisk_path_join (l->dir, l->desc.parent_hint);
+    char *nh = pp ? parent_hint (to, pp) : NULL;   /* NULL: keep the old one */
+    if (!pp || (nh && vmdk_desc_set_str (&l->desc.parent_hint, nh) < 0))
+      r = vb_errno (err, ENOMEM, "cannot rename '%s'", from);
+    free (pp);
+    free (nh);
+  }
   if (r == 0 && l->embedded_desc) {
     const char *base = strrchr (to, '/');
     vmdk_desc_set_str (&l->desc.ext[0].file, base ? base + 1 : to);
-    /* rewrite the embedded descriptor through a writable handle */
+    /* rewrite the embedded descriptor through a writable handle, with our
+     * descriptor (w re-read the old text; ours has the renamed
+     * changeTrackPath and the new parent hint) */
     struct vdisk_layer *w;
     r = vdisk_layer_open (from, true, &w, err);
     if (r == 0) {
-      /* w re-read the old text: give it ours, which also carries the
-       * renamed changeTrackPath */
-      vmdk_desc_set_str (&w->desc.ext[0].file, base ? base + 1 : to);
-      if (vmdk_desc_set_str (&w->desc.change_track_path, l->desc.change_track_path) < 0)
-        r = vb_errno (err, ENOMEM, "cannot rename '%s'", from);
-      if (r == 0)
-        r = vdisk_layer_write_desc (w, err);
+      vmdk_desc_free (&w->desc);
+      w->desc = l->desc;
+      memset (&l->desc, 0, sizeof l->desc);
+      r = vdisk_layer_write_desc (w, err);
       vdisk_layer_close (w, r ? NULL : err);
     }
     if (r == 0 && rename (from, to) < 0)

@@ -653,6 +653,10 @@ vdisk_pwrite (struct vdisk *d, const void *buf, size_t count, uint64_t offset,
     return r;
   if ((r = begin_write (l, err)) < 0)
     return r;
+  /* mark first: a write failing half way may still have changed blocks,
+   * and the tracker must never answer too little */
+  if (l->ctk)
+    ctk_mark (l->ctk, offset, count);
   const uint8_t *p = buf;
   uint64_t off = offset, left = count;
   while (left > 0) {
@@ -673,8 +677,6 @@ vdisk_pwrite (struct vdisk *d, const void *buf, size_t count, uint64_t offset,
     off += n;
     left -= n;
   }
-  if (l->ctk)
-    ctk_mark (l->ctk, offset, count);
   return 0;
 }
 
@@ -690,6 +692,8 @@ vdisk_zero (struct vdisk *d, size_t count, uint64_t offset,
     return r;
   if ((r = begin_write (l, err)) < 0)
     return r;
+  if (l->ctk)                   /* first, as in vdisk_pwrite */
+    ctk_mark (l->ctk, offset, count);
   static const uint8_t zeros[65536];
   uint64_t off = offset, left = count;
   while (left > 0) {
@@ -729,8 +733,6 @@ vdisk_zero (struct vdisk *d, size_t count, uint64_t offset,
     off += n;
     left -= n;
   }
-  if (l->ctk)
-    ctk_mark (l->ctk, offset, count);
   return 0;
 }
 

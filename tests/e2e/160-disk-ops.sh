@@ -102,10 +102,20 @@ offs=[e["offset"] for e in m]
 print("ordered" if offs==sorted(offs) else "unordered")'
 }
 [ "$(ordered df.vmdk)" = unordered ]
+vmback disk child df.vmdk df-c.vmdk       # a child must survive the rewrite
+cid=$(strings df.vmdk | sed -n 's/^CID=//p' | head -1)
+uuid=$(strings df.vmdk | grep '^ddb.uuid')
 vmback disk defrag df.vmdk
 [ "$(ordered df.vmdk)" = ordered ]
 vmback disk read df.vmdk | cmp - dfexp.raw
 qemu-img check -q -f vmdk df.vmdk
+# same CID and uuid: the child still opens (vmback and qemu-img)
+[ "$(strings df.vmdk | sed -n 's/^CID=//p' | head -1)" = "$cid" ]
+[ "$(strings df.vmdk | grep '^ddb.uuid')" = "$uuid" ]
+vmback disk read df-c.vmdk | cmp - dfexp.raw
+qemu-img compare -f vmdk -F raw df-c.vmdk dfexp.raw
+vmback disk shrink df.vmdk
+vmback disk read df-c.vmdk | cmp - dfexp.raw
 
 # --- rename: every file, descriptor references fixed ------------------------
 mkpattern rn.raw $((5 << 20)) 31
@@ -159,6 +169,14 @@ for f in base-000001.vmdk base-000001-delta.vmdk base-000001-ctk.vmdk; do [ ! -e
 grep -q 'parentFileNameHint="base.vmdk"' snap.vmdk
 vmback disk read snap.vmdk | cmp - ../rnc.raw
 qemu-img compare -f vmdk -F raw snap.vmdk ../rnc.raw
+# into another directory: the relative parent hint is rewritten
+mkdir moved
+vmback disk rename snap.vmdk moved/snap.vmdk
+ls moved
+[ ! -e snap.vmdk ]
+[ -e moved/snap-delta.vmdk ]
+vmback disk read moved/snap.vmdk | cmp - ../rnc.raw
+qemu-img compare -f vmdk -F raw moved/snap.vmdk ../rnc.raw
 cd ..
 # a raw image is just renamed
 cp rn.raw r1.raw

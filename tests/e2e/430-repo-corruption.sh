@@ -112,11 +112,17 @@ verify_blames "$SHARED" "$P1" "$P2"
 restore_fails "chunk $SHARED.*(damaged|mismatch)" "$P1"
 restore_fails "chunk $SHARED.*(damaged|mismatch)" "$P2"
 
-# 3. point 2's index truncated (to half, and to nothing)
-for len in half 0; do
+# 3. point 2's index truncated (to half, to nothing), or replaced by point
+# 1's (a well-formed index with a valid HMAC, but not the one the manifest
+# binds)
+for how in half 0 swap; do
   fresh
   f=r/snapshots/$P2/disk0.index
-  if [ $len = half ]; then truncate -s $(( $(stat -c %s "$f") / 2 )) "$f"; else : > "$f"; fi
+  case $how in
+    half) truncate -s $(( $(stat -c %s "$f") / 2 )) "$f" ;;
+    0) : > "$f" ;;
+    swap) cp "r/snapshots/$P1/disk0.index" "$f" ;;
+  esac
   verify_blames "snapshots/$P2/disk0.index" "$P2"
   vmback -q verify --repo r "$P1"
   restore_fails "index 'snapshots/$P2/disk0.index'.*(damaged|tampered|match|short|truncated)" "$P2"
@@ -132,6 +138,13 @@ restore_ok "$P1" "$sha1"
 fresh; rm "$(chunk "$SHARED")"
 verify_blames "$SHARED" "$P1" "$P2"
 restore_fails "$SHARED.*(does not exist|missing|not found)" "$P1"
+
+# 4b. a chunk's blob replaced by another valid blob (the shared chunk's):
+# well-formed, right CRC, wrong content for its id
+fresh; cp "$(chunk "$SHARED")" "$(chunk "$ONLY")"
+verify_blames "$ONLY" "$P2"
+restore_fails "$ONLY" "$P2"
+restore_ok "$P1" "$sha1"
 
 # 5. point 2's manifest tampered with: a number changed, the JSON still valid
 fresh

@@ -118,6 +118,12 @@ c=$(find enc2/chunks -type f | head -1)
 python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(40); b=f.read(1); f.seek(40); f.write(bytes([b[0]^1]))' "$c"
 rc=0; vmback verify --repo enc2 > /dev/null 2> v.err || rc=$?
 cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "$c")" v.err
+# a valid blob of another chunk under this chunk's name (the id is bound)
+rm -rf enc2; cp -a enc enc2
+mapfile -t cs < <(find enc2/chunks -type f | sort | head -2)
+cp "${cs[0]}" "${cs[1]}"
+rc=0; vmback verify --repo enc2 > /dev/null 2> v.err || rc=$?
+cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "${cs[1]}")" v.err
 rm -rf enc2
 
 # ---- --key-file: the file's bytes are the secret

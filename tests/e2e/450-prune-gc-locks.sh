@@ -99,8 +99,9 @@ fake_lock () {   # KIND PID [HOST]: write a lock object as vmback does
   chmod 600 "repo/locks/$1-$h-$2-0badf00d"
   echo "repo/locks/$1-$h-$2-0badf00d"
 }
+SPID=
+cleanup_fn '[ -z "$SPID" ] || kill "$SPID" 2>/dev/null'   # evaluated at exit
 sleep 300 & SPID=$!
-cleanup_fn "kill $SPID 2>/dev/null"
 # a live shared lock: gc and a real prune are refused, shared users go on
 lk=$(fake_lock shared $SPID)
 expect_fail "locked by pid $SPID on $HOST \(backup\)" vmback gc
@@ -115,15 +116,14 @@ SHA6=$(sha_of d.raw)
 rm -f r.raw; vmback -q restore d@latest r.raw; [ "$(sha_of r.raw)" = "$SHA6" ]
 [ -f "$lk" ]                                      # a live lock is left alone
 # its holder dies: the lock is stale and removed by the next locker
-kill "$SPID"; wait "$SPID" 2>/dev/null || true
-if kill -0 "$SPID" 2>/dev/null; then echo "pid $SPID still alive"; exit 1; fi
+kill "$SPID"; wait "$SPID" 2>/dev/null || true; DEADPID=$SPID; SPID=
+if kill -0 "$DEADPID" 2>/dev/null; then echo "pid $DEADPID still alive"; exit 1; fi
 vmback -q gc
 [ ! -e "$lk" ]
 [ -z "$(ls -A repo/locks)" ]
 
 # a live exclusive lock keeps every other user out, writes nothing
 sleep 300 & SPID=$!
-cleanup_fn "kill $SPID 2>/dev/null"
 lk=$(fake_lock exclusive $SPID)
 state > s0
 expect_fail "locked by pid $SPID" vmback backup d.raw
@@ -134,7 +134,7 @@ expect_fail "locked by pid $SPID" vmback gc
 state > s1
 diff s0 s1
 [ "$(ls repo/locks)" = "$(basename "$lk")" ]
-kill "$SPID"; wait "$SPID" 2>/dev/null || true
+kill "$SPID"; wait "$SPID" 2>/dev/null || true; DEADPID=$SPID; SPID=
 vmback -q verify                                   # the stale one is removed
 [ -z "$(ls -A repo/locks)" ]
 
@@ -155,44 +155,34 @@ expect_fail "locked|lock" vmback backup d.raw
 rm repo/locks/exclusive-x-1-2
 
 # ---- a real backup holding its shared lock (stopped with SIGSTOP): gc
-# waits for nobody, it fails; the backup then finishes; killed, it leaves a
-# stale lock the next gc removes
+# fails naming it; the backup then finishes; killed, it leaves a stale
+# lock the next gc removes
 mkpattern big.raw $((64 << 20)) $((SEED + 7))
-run_stopped () {   # start a backup, SIGSTOP it once its lock exists; print its pid
-  python3 - "$VMBACK" repo/locks <<'PY'
-import os,signal,subprocess,sys,time
-p = subprocess.Popen([sys.argv[1], "-q", "backup", "big.raw"], stdout=subprocess.DEVNULL)
-while p.poll() is None:
-    if any(n.startswith("shared-") for n in os.listdir(sys.argv[2])):
-        os.kill(p.pid, signal.SIGSTOP); print(p.pid); sys.exit(0)
-    time.sleep(0.0005)
-sys.exit("backup finished before its lock was seen")
-PY
+# start a backup in the background and SIGSTOP it once its lock exists
+# (a busy loop of builtins: the backup takes about a second or more)
+start_stopped () {
+  "$VMBACK" -q backup big.raw &
+  BPID=$!
+  while kill -0 "$BPID" 2>/dev/null && ! compgen -G "repo/locks/shared-*" > /dev/null; do :; done
+  kill -STOP "$BPID" || { echo "backup finished before its lock was seen"; return 1; }
 }
-wait_gone () {   # PID is not our child (its parent exited): poll, zombies count as gone
-  local i
-  for i in $(seq 600); do
-    [ -e "/proc/$1" ] || return 0
-    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" != Z ] || return 0
-    sleep 0.1
-  done
-  echo "pid $1 did not end"; return 1
-}
-BPID=$(run_stopped)
-cleanup_fn "kill -9 $BPID 2>/dev/null"
+BPID=
+cleanup_fn '[ -z "$BPID" ] || kill -9 "$BPID" 2>/dev/null'   # evaluated at exit
+start_stopped
 grep -q "\"pid\":$BPID," repo/locks/shared-*
 expect_fail "locked by pid $BPID on $HOST \(backup\)" vmback gc
 vmback -q verify                                  # shared: allowed
 kill -CONT "$BPID"
-wait_gone "$BPID"
+wait "$BPID"                                      # and it completes
+BPID=
 [ -z "$(ls -A repo/locks)" ]
 vmback --json list big | python3 -c 'import json,sys; assert len(json.load(sys.stdin)["points"])==1'
 rm -f r.raw; vmback -q restore big@latest r.raw; cmp r.raw big.raw
 # killed while holding the lock
 poke_pattern big.raw $((10 << 20)) $((20 << 20)) $((SEED + 8))
-BPID=$(run_stopped)
-kill -9 "$BPID"; kill -CONT "$BPID" 2>/dev/null || true
-wait_gone "$BPID"
+start_stopped
+kill -9 "$BPID"
+rc=0; wait "$BPID" || rc=$?; BPID=; [ $rc -eq 137 ]
 [ -n "$(ls -A repo/locks)" ]
 vmback -q gc                                      # removes the stale lock
 [ -z "$(ls -A repo/locks)" ]

@@ -149,3 +149,30 @@ expect_fail "has [0-9]+ bytes but" vmback restore "$ID" --in-place d.vmdk
 [ "$(vsha d.vmdk)" = "$dsha" ]
 expect_fail "nosuch.img" vmback restore raw@latest --in-place nosuch.img
 [ ! -e nosuch.img ]
+
+# ---- 5. a block device (a loop device over a file full of old data), the
+# usual target when a VM's disk is a LUN or a logical volume: in place and
+# as a restore TARGET, every byte must end up equal to the point, zero
+# chunks included (the device is not a fresh sparse file)
+if [ "$(id -u)" -eq 0 ] && command -v losetup >/dev/null; then
+  mkpattern b.img $((8 << 20)) $((SEED + 10))
+  head -c $((3 << 20)) /dev/zero | dd of=b.img bs=1M seek=4 conv=notrunc status=none
+  vmback -q backup --name blk b.img
+  mkpattern dev.img $((8 << 20)) $((SEED + 11))       # old contents everywhere
+  if LOOP=$(losetup -f --show dev.img 2>/dev/null); then
+    cleanup_fn "losetup -d $LOOP"
+    [ "$(blockdev --getsize64 "$LOOP")" -eq $((8 << 20)) ]
+    vmback --json restore blk@latest --in-place "$LOOP" > ip8.json
+    cat ip8.json
+    [ "$(json_get ip8.json method)" = hash-compare ]
+    [ "$(json_get ip8.json chunks-written)" -eq 32 ]
+    cmp "$LOOP" b.img
+    mkpattern junk $((8 << 20)) $((SEED + 12))
+    dd if=junk of="$LOOP" bs=1M oflag=direct status=none
+    cmp junk "$LOOP"
+    vmback -q restore blk@latest "$LOOP"
+    cmp "$LOOP" b.img
+  else
+    echo "no loop device available: block device cases skipped"
+  fi
+fi

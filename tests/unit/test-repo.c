@@ -412,11 +412,11 @@ test_init_open_encrypted (void **state)
   assert_null (r);
   assert_non_null (strstr (e.msg, "wrong passphrase"));
   vb_err_clear (&e);
-  assert_int_equal (repo_open (dir, NULL, NULL, &r, &e), -EACCES);
+  assert_int_equal (repo_open (dir, NULL, NULL, &r, &e), -ENOKEY);
   assert_string_equal (e.msg, "repository is encrypted: set VMBACK_PASSPHRASE "
                        "or use --key-file");
   vb_err_clear (&e);
-  assert_int_equal (repo_open (dir, "", NULL, &r, &e), -EACCES);
+  assert_int_equal (repo_open (dir, "", NULL, &r, &e), -ENOKEY);
   vb_err_clear (&e);
 
   /* key file: its bytes (one trailing newline dropped) are the secret */

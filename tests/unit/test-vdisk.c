@@ -1010,6 +1010,62 @@ test_grow (void **state)
   }
 }
 
+/* Defragment, shrink and grow rewrite a sparse file: the disk keeps its
+ * CID (its children still open), ddb.uuid, adapter and grain size; a
+ * renamed child (into another directory) still finds its parent. */
+static void
+test_rewrite_keeps_identity (void **state)
+{
+  const char *b = tp ("id-base.vmdk"), *c = tp ("id-child.vmdk");
+  struct vdisk_create_opts o = { .type = VDISK_TYPE_MONOLITHIC_SPARSE, .size = 4u << 20,
+    .grain_sectors = 256, .adapter_type = "buslogic", .ctk = true };
+  OK (vdisk_create (b, &o, E));
+  struct mirror m = { calloc (1, 5u << 20), 0, 4u << 20 };
+  struct vdisk *d = op (b, VDISK_OPEN_RDWR);
+  random_io (d, &m, 20, 5, 300000);
+  cl (d);
+  OK (vdisk_create_child (b, c, 0, E));
+  struct vdisk_info i0, i1;
+  OK (vdisk_get_info (b, &i0, E));
+  int (*ops[]) (const char *, struct vb_error *) = { vdisk_defragment, vdisk_shrink };
+  for (int k = 0; k < 3; k++) {
+    if (k < 2)
+      OK (ops[k] (b, E));
+    else
+      OK (vdisk_grow (b, 5u << 20, E));
+    OK (vdisk_get_info (b, &i1, E));
+    assert_int_equal (i1.cid, i0.cid);
+    assert_string_equal (i1.uuid, i0.uuid);
+    assert_string_equal (i1.adapter, "buslogic");
+    assert_int_equal (i1.ctk_state, 1);
+    assert_int_equal (i1.size, k < 2 ? 4u << 20 : 5u << 20);
+    vdisk_info_free (&i1);
+    d = op (c, VDISK_OPEN_RDONLY);         /* the child still matches */
+    mverify (d, &m);
+    cl (d);
+    d = op (b, VDISK_OPEN_RDONLY);
+    m.len = vdisk_size (d);
+    mverify (d, &m);
+    uint64_t pnum;
+    int st;
+    OK (st = vdisk_block_status (d, 0, 1u << 20, &pnum, E));
+    assert_true (pnum % (256 * 512) == 0 || pnum == (1u << 20));  /* 128 KiB grains */
+    cl (d);
+    m.len = 4u << 20;
+  }
+  vdisk_info_free (&i0);
+  /* rename the child into a subdirectory: the relative parent hint is
+   * rewritten, the chain still reads */
+  assert_int_equal (sh ("mkdir -p '%s'", tp ("sub")), 0);
+  const char *c2 = tp ("sub/moved.vmdk");
+  OK (vdisk_rename (c, c2, E));
+  assert_int_not_equal (access (c, F_OK), 0);
+  d = op (c2, VDISK_OPEN_RDONLY);
+  mverify (d, &m);
+  cl (d);
+  free (m.buf);
+}
+
 /* Make the scratch directory, pick the seed, detect qemu-img. */
 static int
 setup (void **state)
@@ -1061,6 +1117,7 @@ main (void)
     cmocka_unit_test_setup (test_info, reseed),
     cmocka_unit_test_setup (test_errors, reseed),
     cmocka_unit_test_setup (test_grow, reseed),
+    cmocka_unit_test_setup (test_rewrite_keeps_identity, reseed),
   };
   return cmocka_run_group_tests (tests, setup, teardown);
 }
