@@ -108,8 +108,9 @@ cmd_restore (struct cli *c, int argc, char **argv)
     cli_json_print (j);
   } else if (!c->quiet) {
     if (inplace)
-      printf ("restored %s into %s in place: %" PRIu64 " chunks written (%s)\n", m->id, inplace,
-              res.chunks_written, res.used_ctk ? "found by change tracking" : "found by comparing hashes");
+      printf ("restored %s into %s in place: %" PRIu64 " chunk%s written (%s)\n", m->id, inplace,
+              res.chunks_written, res.chunks_written == 1 ? "" : "s",
+              res.used_ctk ? "found by change tracking" : "found by comparing hashes");
     else
       printf ("restored %s (%s, %" PRIu64 " bytes) to %s\n", m->id, m->disks[o.disk].key,
               m->disks[o.disk].size, argv[optind + 1]);

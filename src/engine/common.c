@@ -76,9 +76,18 @@ engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
   struct repo_backend *b = repo_backend (r);
   uint8_t *blob;
   size_t blen;
-  int rc = b->ops->get (b, key, CHUNK_MAX_SIZE + 4096, &blob, &blen, err);
-  if (rc < 0)
+  struct vb_error ge = { 0 };
+  int rc = b->ops->get (b, key, CHUNK_MAX_SIZE + 4096, &blob, &blen, &ge);
+  if (rc == -ENOENT) {
+    char hex[2 * REPO_ID_LEN + 1];
+    hex_encode (id, REPO_ID_LEN, hex);
+    return vb_err (err, ENOENT, "chunk %s is missing from the repository", hex);
+  }
+  if (rc < 0) {
+    if (err && err->code == 0)
+      *err = ge;
     return rc;
+  }
   rc = chunk_decode (repo_keys (r), id, blob, blen, out, cap, err);
   free (blob);
   return rc;
