@@ -448,10 +448,21 @@ disk_check (struct cli *c, int argc, char **argv)
     json_object_put (rep.arr);
     return cli_fail (&e);
   }
+  /* after a repair, what is left decides the exit status */
+  int left = n;
+  if (o.repair && n > 0) {
+    struct vb_error e2 = { 0 };
+    left = vdisk_check (o.args[0], false, NULL, NULL, &e2);
+    if (left < 0) {
+      json_object_put (rep.arr);
+      return cli_fail (&e2);
+    }
+  }
   if (c->json) {
     json_object *j = json_object_new_object ();
     json_object_object_add (j, "file", json_object_new_string (o.args[0]));
     json_object_object_add (j, "problems", json_object_new_int (n));
+    json_object_object_add (j, "remaining", json_object_new_int (left));
     json_object_object_add (j, "messages", rep.arr);
     json_object_object_add (j, "repaired", json_object_new_boolean (o.repair));
     cli_json_print (j);
@@ -459,9 +470,9 @@ disk_check (struct cli *c, int argc, char **argv)
     json_object_put (rep.arr);
     if (!c->quiet)
       printf ("%s: %d problem%s found%s\n", o.args[0], n, n == 1 ? "" : "s",
-              o.repair && n ? " (repair attempted)" : "");
+              o.repair && n ? (left ? ", some could not be repaired" : ", all repaired") : "");
   }
-  return n > 0 && !o.repair ? 1 : 0;
+  return left > 0 ? 1 : 0;
 }
 
 static const struct disk_sub subs[] = {

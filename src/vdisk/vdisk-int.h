@@ -94,7 +94,8 @@ struct vdisk_extent_ops {
   int (*write_embedded_desc) (struct vdisk_extent *ext, const char *text,
                               struct vb_error *err);
 
-  /* Bytes of data allocated in this extent (for info).  NULL = length. */
+  /* Bytes of data stored in this extent (for info; flat files count the
+   * blocks the host file really holds).  NULL = length. */
   uint64_t (*allocated) (struct vdisk_extent *ext);
 
   /* Structural check: call report for each problem, return their number

@@ -302,8 +302,8 @@ test_keyfile_plain_roundtrip (void **state)
     "{\"format\":1,\"encrypted\":false}",
     "{\"format\":1,\"encrypted\":false,\"mac_key\":\"00\"}",
     "{\"format\":1,\"encrypted\":false,\"mac_key\":17}",
-    "{\"format\":1,\"encrypted\":false,\"mac_key\":\"zz01020304050607080910"
-    "111213141516171819202122232425262728293031\"}",
+    ("{\"format\":1,\"encrypted\":false,\"mac_key\":\"zz01020304050607080910"
+     "111213141516171819202122232425262728293031\"}"),
     "{\"format\":1,\"encrypted\":\"no\",\"mac_key\":\"00\"}",
   };
   for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {

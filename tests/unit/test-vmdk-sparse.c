@@ -268,7 +268,7 @@ fill_random (uint8_t *p, size_t n, uint32_t seed)
   }
 }
 
-/* The descriptor text the brief asks our files to embed. */
+/* The descriptor text our files embed (the one vmback writes). */
 static char *
 make_desc (const char *type, uint64_t sectors, const char *file)
 {
