@@ -25,7 +25,7 @@ check-asan: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 	ninja -C $(ASAN_BUILD)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	@VMBACK_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  tests/run-all.sh $(ASAN_BUILD)
 
 demo: build

@@ -103,7 +103,7 @@ quiesce_hooks_dir (const char *vmx_path, char *buf, size_t size,
   const char *base = slash ? slash + 1 : vmx_path;
   size_t dlen = slash ? (size_t) (slash - vmx_path) : 0;
   size_t blen = strlen (base);
-  if (blen > 4 && strcasecmp (base + blen - 4, ".vmx") == 0)
+  if (blen >= 4 && strcasecmp (base + blen - 4, ".vmx") == 0)
     blen -= 4;
   if (blen == 0)
     return vb_err (err, EINVAL, "cannot derive a hooks directory from '%s'",
@@ -199,6 +199,19 @@ skip_name (const char *name)
   return false;
 }
 
+/* The application-level rule: the name, after an optional order prefix
+ * of digits and one '-' or '_', starts with "app-" ("app-db", "10-app-db"). */
+static bool
+is_app_hook (const char *name)
+{
+  const char *p = name;
+  while (*p >= '0' && *p <= '9')
+    p++;
+  if (p > name && (*p == '-' || *p == '_'))
+    p++;
+  return strncmp (p, "app-", 4) == 0;
+}
+
 /* True when a file or directory could be changed by someone other than
  * us or root: such a hook would run arbitrary code as vmback. */
 static bool
@@ -288,7 +301,7 @@ scan_hooks (struct quiesce_state *st, struct vb_error *err)
       r = vb_err (err, ENOMEM, "out of memory");
       goto out;
     }
-    h->app = strncmp (name, "app-", 4) == 0;
+    h->app = is_app_hook (name);
     st->n++;
     errno = 0;
   }
@@ -592,8 +605,12 @@ quiesce_fail (struct quiesce_state *st, int errnum, const char *why,
               struct vb_error *err)
 {
   st->level = QUIESCE_LEVEL_CRASH;
-  snprintf (st->warning, sizeof st->warning,
-            "quiescing failed, the snapshot is only crash-consistent: %s", why);
+  static const char pre[] =
+    "quiescing failed, the snapshot is only crash-consistent: ";
+  size_t l = sizeof pre - 1, w = strnlen (why, sizeof st->warning - l - 1);
+  memcpy (st->warning, pre, l);
+  memcpy (st->warning + l, why, w);       /* truncated to fit */
+  st->warning[l + w] = '\0';
   st->has_warning = true;
   if (st->mode == QUIESCE_REQUIRED)
     return vb_err (err, errnum, "quiescing required but %s", why);
@@ -660,6 +677,14 @@ quiesce_freeze (const struct quiesce_opts *o, struct quiesce_state **stp,
     note_signal (st);
     if (st->signo != 0)
       break;
+    if (i > 0 && mono_ms () >= deadline) {
+      char why[512];
+      snprintf (why, sizeof why, "the %u ms freeze limit was reached before "
+                "freeze hook '%s' could start", st->freeze_ms,
+                st->hooks[i].name);
+      ret = quiesce_fail (st, ETIMEDOUT, why, err);
+      break;
+    }
     struct hook_result res;
     st->nstarted = i + 1;     /* thaw it even if it fails or is killed */
     run_hook (st, &st->hooks[i], "freeze", deadline, true, &res);

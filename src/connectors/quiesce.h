@@ -5,8 +5,9 @@
  * <vmdir>/<NAME>.vmback/freeze.d/ next to <vmdir>/<NAME>.vmx).  Executable
  * regular files there run in lexical (byte) order with the argument
  * "freeze"; on thaw the hooks that were started run in reverse order with
- * the argument "thaw".  A hook whose file name starts with "app-" freezes
- * an application; every other hook counts as a file-system freeze.
+ * the argument "thaw".  A hook whose file name starts with "app-", after
+ * an optional order prefix of digits and '-' or '_' ("app-db", "10-app-db"),
+ * freezes an application; every other hook is a file-system freeze.
  *
  * Usage (the caller must thaw on every path once quiesce_freeze has
  * returned a state, also after an error or a caught signal):

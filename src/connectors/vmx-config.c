@@ -138,6 +138,14 @@ encode_value (const char *v, size_t *outlen)
   return out;
 }
 
+char *
+vmx_encode_value (const char *value)
+{
+  size_t n;
+  return encode_value (value, &n);
+}
+
+/* Free a line's strings and zero it. */
 static void
 line_clear (struct vmx_line *ln)
 {
@@ -456,10 +464,9 @@ vmx_n_entries (const struct vmx_config *c)
   return n;
 }
 
-/* Linear in the number of lines: fine for iteration over <= 10000 lines
- * when callers walk with a moving index? No: use it for random access;
- * sequential walks should go through vmx_entry which caches nothing, so
- * keep loops to small configs or accept O(n^2) over 10^4 lines. */
+/* The idx-th key/value line.  Linear in the number of lines, so a full
+ * walk is quadratic; fine for <= 10000 lines (vmsd.c walks lines once via
+ * a cursor instead, see vmx_entry_next). */
 bool
 vmx_entry (const struct vmx_config *c, size_t idx, const char **key,
            const char **value)
@@ -470,6 +477,21 @@ vmx_entry (const struct vmx_config *c, size_t idx, const char **key,
     if (idx-- == 0) {
       *key = c->l[i].key;
       *value = c->l[i].value;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool
+vmx_entry_next (const struct vmx_config *c, size_t *cursor, const char **key,
+                const char **value)
+{
+  for (; *cursor < c->n; (*cursor)++) {
+    if (c->l[*cursor].key) {
+      *key = c->l[*cursor].key;
+      *value = c->l[*cursor].value;
+      (*cursor)++;
       return true;
     }
   }
@@ -847,10 +869,14 @@ vmx_parse_device (const char *s, enum vmx_bus *bus, unsigned *controller,
 }
 
 /* Attributes of one device seen while scanning (pointers into values). */
+enum { A_PRESENT, A_TYPE, A_FILE, A_CTK, A_MODE, A_N };
+static const char *const attr_names[A_N] = {
+  "present", "deviceType", "fileName", "ctkEnabled", "mode"
+};
 struct dev_scan {
   enum vmx_bus bus;
   unsigned ctrl, unit;
-  const char *present, *type, *file, *ctk, *mode;
+  const char *a[A_N];
 };
 
 static int
@@ -898,7 +924,7 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
   struct vmx_disk *disks = NULL;
   size_t nd = 0, nk = 0;
   int r = 0;
-  char kb[80];
+  char kb[32];
   for (size_t i = 0; i < c->n; i++) {
     const struct vmx_line *ln = &c->l[i];
     enum vmx_bus bus;
@@ -908,19 +934,11 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
         || *attr != '.')
       continue;
     attr++;
-    const char **slot;
-    struct dev_scan tmp;
-    if (strcasecmp (attr, "present") == 0)
-      slot = &tmp.present;
-    else if (strcasecmp (attr, "deviceType") == 0)
-      slot = &tmp.type;
-    else if (strcasecmp (attr, "fileName") == 0)
-      slot = &tmp.file;
-    else if (strcasecmp (attr, "ctkEnabled") == 0)
-      slot = &tmp.ctk;
-    else if (strcasecmp (attr, "mode") == 0)
-      slot = &tmp.mode;
-    else
+    int a;
+    for (a = 0; a < A_N; a++)
+      if (strcasecmp (attr, attr_names[a]) == 0)
+        break;
+    if (a == A_N)
       continue;
     size_t d;
     for (d = 0; d < nd; d++)
@@ -945,9 +963,7 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
       dev[nd].unit = unit;
       nd++;
     }
-    /* slot points into tmp: translate to the same field of dev[d] */
-    *(const char **) ((char *) &dev[d] + ((char *) slot - (char *) &tmp))
-      = ln->value;
+    dev[d].a[a] = ln->value;
   }
   if (nd)
     disks = calloc (nd, sizeof *disks);   /* <= 1024 x 64 B */
@@ -957,9 +973,12 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
   }
   for (size_t d = 0; d < nd; d++) {
     struct dev_scan *s = &dev[d];
+    const char *s_present = s->a[A_PRESENT], *s_type = s->a[A_TYPE];
+    const char *s_file = s->a[A_FILE], *s_ctk = s->a[A_CTK];
+    const char *s_mode = s->a[A_MODE];
     snprintf (kb, sizeof kb, "%s%u:%u", bus_names[s->bus], s->ctrl, s->unit);
     bool present = false, ctk = false;
-    if (s->present && !vmx_parse_bool (s->present, &present)) {
+    if (s_present && !vmx_parse_bool (s_present, &present)) {
       r = vb_err (err, EINVAL, "invalid boolean for '%s.present' in '%s'", kb,
                   c->name);
       goto out;
@@ -979,20 +998,20 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
       if (!cp)
         continue;
     }
-    if (s->type) {
-      if (strcasecmp (s->type, "scsi-hardDisk") != 0
-          && strcasecmp (s->type, "disk") != 0
-          && strcasecmp (s->type, "ata-hardDisk") != 0)
+    if (s_type) {
+      if (strcasecmp (s_type, "scsi-hardDisk") != 0
+          && strcasecmp (s_type, "disk") != 0
+          && strcasecmp (s_type, "ata-hardDisk") != 0)
         continue;
-    } else if (!s->file || !is_vmdk_name (s->file)) {
+    } else if (!s_file || !is_vmdk_name (s_file)) {
       continue;
     }
-    if (!s->file || !*s->file) {
+    if (!s_file || !*s_file) {
       r = vb_err (err, EINVAL, "disk '%s' in '%s' has no fileName", kb,
                   c->name);
       goto out;
     }
-    if (s->ctk && !vmx_parse_bool (s->ctk, &ctk)) {
+    if (s_ctk && !vmx_parse_bool (s_ctk, &ctk)) {
       r = vb_err (err, EINVAL, "invalid boolean for '%s.ctkEnabled' in '%s'",
                   kb, c->name);
       goto out;
@@ -1003,11 +1022,11 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
     k->controller = s->ctrl;
     k->unit = s->unit;
     k->ctk_enabled = ctk;
-    k->file_name = strdup (s->file);
-    k->device_type = s->type ? strdup (s->type) : NULL;
-    k->mode = s->mode ? strdup (s->mode) : NULL;
-    if (!k->file_name || (s->type && !k->device_type)
-        || (s->mode && !k->mode)) {
+    k->file_name = strdup (s_file);
+    k->device_type = s_type ? strdup (s_type) : NULL;
+    k->mode = s_mode ? strdup (s_mode) : NULL;
+    if (!k->file_name || (s_type && !k->device_type)
+        || (s_mode && !k->mode)) {
       r = vb_errno (err, ENOMEM, "cannot list disks of '%s'", c->name);
       goto out;
     }

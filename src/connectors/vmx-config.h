@@ -69,8 +69,16 @@ int vmx_remove (struct vmx_config *c, const char *key);
 size_t vmx_n_entries (const struct vmx_config *c);
 bool vmx_entry (const struct vmx_config *c, size_t i, const char **key,
                 const char **value);
+/* Walk key/value lines in order in O(n): start with *cursor = 0; each
+ * call gives the next entry, false at the end. */
+bool vmx_entry_next (const struct vmx_config *c, size_t *cursor,
+                     const char **key, const char **value);
 /* The name given at parse time. */
 const char *vmx_name (const struct vmx_config *c);
+
+/* Encode a value the way vmx_set writes it (without quotes): malloc'd,
+ * NULL on ENOMEM.  For writers that build a whole file (vmsd.c). */
+char *vmx_encode_value (const char *value);
 
 /* Typed getters.  Missing key: vmx_get_bool stores dflt and returns 0,
  * vmx_get_u64 returns -ENOENT with a message; a value that is not a
@@ -111,7 +119,7 @@ void vmx_uuid_string (const uint8_t uuid[16], char out[37]);
 enum vmx_bus { VMX_BUS_SCSI, VMX_BUS_SATA, VMX_BUS_NVME, VMX_BUS_IDE };
 
 struct vmx_disk {
-  char device[24];       /* device key, lowercase bus: "scsi0:0", "nvme1:3" */
+  char device[32];       /* device key, lowercase bus: "scsi0:0", "nvme1:3" */
   enum vmx_bus bus;
   unsigned controller;   /* the X of scsiX:Y */
   unsigned unit;         /* the Y */
