@@ -20,6 +20,7 @@
 # env:   BENCH_DIR  cache/work dir (default /var/tmp/vmback-bench)
 #        RUNS       repeat the whole sequence N times, keep the best time (1)
 #        DATA_MB    MB of files to copy into the image (1100)
+# The last run's work directory ($BENCH_DIR/r, ~6 GB) is kept for inspection.
 set -euo pipefail
 BUILD=${1:-build}
 V="$(cd "$BUILD" && pwd)/vmback"
@@ -244,7 +245,7 @@ echo "vmback backup benchmark  $(date -u +%Y-%m-%dT%H:%MZ)  $(uname -m), $(nproc
      "$(awk '/MemTotal/ {printf "%.0f GiB RAM", $2/1048576}' /proc/meminfo)," \
      "load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "input: 2 GiB ext4 image, $DATA_BYTES bytes allocated; change: 200 x 100 KiB random writes"
-echo "tools: vmback ($("$V" --version 2>/dev/null || echo ?), repo defaults); " \
+echo "tools: vmback ($("$V" --version 2>/dev/null || echo ?), repo defaults);" \
      "$(have borg && ver borg --version || echo 'borg: MISSING') (-e none, zstd,1);" \
      "$(have restic && ver restic version | cut -d' ' -f1-2 || echo 'restic: MISSING')" \
      "(${RESTIC_COMP[*]:-no compression support}); $(ver zstd -V | sed 's/^[*]* *//; s/, by .*//')"

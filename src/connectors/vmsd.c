@@ -67,6 +67,7 @@ snap_clear (struct vmsd_snapshot *s)
   memset (s, 0, sizeof *s);
 }
 
+/* Replace a string field with a copy of value (NULL clears). */
 int
 vmsd_set_str (char **field, const char *value)
 {
@@ -78,6 +79,7 @@ vmsd_set_str (char **field, const char *value)
   return 0;
 }
 
+/* An empty model: no snapshots, lastUID 0, encoding UTF-8. */
 int
 vmsd_init (struct vmsd *m)
 {
@@ -86,6 +88,7 @@ vmsd_init (struct vmsd *m)
   return m->encoding ? 0 : -ENOMEM;
 }
 
+/* Free everything the model owns and zero it. */
 void
 vmsd_free (struct vmsd *m)
 {
@@ -96,6 +99,7 @@ vmsd_free (struct vmsd *m)
   memset (m, 0, sizeof *m);
 }
 
+/* The .vmbackConsistency spelling of c, NULL for NONE. */
 const char *
 vmsd_consistency_name (enum vmsd_consistency c)
 {
@@ -107,6 +111,7 @@ vmsd_consistency_name (enum vmsd_consistency c)
   }
 }
 
+/* Parse a .vmbackConsistency value (any case). */
 bool
 vmsd_parse_consistency (const char *s, enum vmsd_consistency *out)
 {
@@ -126,6 +131,7 @@ vmsd_time_from_parts (int32_t high, int32_t low)
   return (int64_t) ((uint64_t) (int64_t) high << 32 | (uint32_t) low);
 }
 
+/* Split microseconds since the epoch into VMware's high/low halves. */
 void
 vmsd_time_to_parts (int64_t us, int32_t *high, int32_t *low)
 {
@@ -178,6 +184,7 @@ parse_index (const char *s, unsigned *idx, const char **rest)
 
 /* ---- lookups ---- */
 
+/* The snapshot with uid, NULL if none. */
 struct vmsd_snapshot *
 vmsd_find (const struct vmsd *m, uint32_t uid)
 {
@@ -187,6 +194,7 @@ vmsd_find (const struct vmsd *m, uint32_t uid)
   return NULL;
 }
 
+/* The snapshot with this display name and the lowest uid, or NULL. */
 struct vmsd_snapshot *
 vmsd_find_by_name (const struct vmsd *m, const char *name)
 {
@@ -196,6 +204,7 @@ vmsd_find_by_name (const struct vmsd *m, const char *name)
   return NULL;
 }
 
+/* Children of uid (0 = roots) in ascending uid order. */
 size_t
 vmsd_children (const struct vmsd *m, uint32_t uid,
                uint32_t out[VMSD_MAX_SNAPSHOTS])
@@ -229,6 +238,7 @@ vmsd_current_path (const struct vmsd *m, uint32_t out[VMSD_MAX_SNAPSHOTS])
   return k;
 }
 
+/* True when uid is current or an ancestor of current. */
 bool
 vmsd_on_current_path (const struct vmsd *m, uint32_t uid)
 {
@@ -242,6 +252,8 @@ vmsd_on_current_path (const struct vmsd *m, uint32_t uid)
 
 /* ---- validation ---- */
 
+/* Check the model's invariants: count, uid range and uniqueness,
+ * lastUID, parents exist, no loops, current exists, disks complete. */
 int
 vmsd_validate (const struct vmsd *m, const char *name,
                struct vb_error *err)
@@ -614,6 +626,8 @@ finish_slots (struct pstate *p)
   return 0;
 }
 
+/* Parse with the dictionary layer, build the model key by key, then
+ * check the file-level and model invariants. */
 int
 vmsd_parse (const char *text, size_t len, const char *name, struct vmsd *m,
             struct vb_error *err)
@@ -651,6 +665,7 @@ out:
   return r;
 }
 
+/* Read a whole .vmsd (bounded by VMX_MAX_FILE) and parse it. */
 int
 vmsd_load (const char *path, struct vmsd *m, struct vb_error *err)
 {
@@ -769,6 +784,7 @@ put_tree (struct sbuf *b, const struct vmsd *m, uint32_t from, bool *done,
   }
 }
 
+/* Rebuild the file text from the model (see vmsd.h for the order). */
 char *
 vmsd_format (const struct vmsd *m, size_t *len)
 {
@@ -799,6 +815,7 @@ vmsd_format (const struct vmsd *m, size_t *len)
   return b.s;
 }
 
+/* Validate, format, check the read bounds, write atomically. */
 int
 vmsd_save (const struct vmsd *m, const char *path, struct vb_error *err)
 {
@@ -858,6 +875,7 @@ mru_drop (struct vmsd *m, uint32_t uid)
   m->n_mru = j;
 }
 
+/* New snapshot under the current one; it becomes current. */
 int
 vmsd_add_child (struct vmsd *m, const char *display_name,
                 int64_t create_time_us, struct vmsd_snapshot **out,
@@ -892,6 +910,7 @@ vmsd_add_child (struct vmsd *m, const char *display_name,
   return 0;
 }
 
+/* Drop a snapshot; children move to its parent, current too. */
 int
 vmsd_remove (struct vmsd *m, uint32_t uid, struct vb_error *err)
 {
@@ -914,6 +933,7 @@ vmsd_remove (struct vmsd *m, uint32_t uid, struct vb_error *err)
   return 0;
 }
 
+/* Make uid (0 = base disks) current, e.g. after a revert. */
 int
 vmsd_set_current (struct vmsd *m, uint32_t uid, struct vb_error *err)
 {
@@ -926,6 +946,7 @@ vmsd_set_current (struct vmsd *m, uint32_t uid, struct vb_error *err)
   return 0;
 }
 
+/* Append a disk (file as of this snapshot, device node). */
 int
 vmsd_add_disk (struct vmsd_snapshot *s, const char *file_name,
                const char *node, struct vb_error *err)

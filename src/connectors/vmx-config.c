@@ -47,6 +47,7 @@ is_key_char (unsigned char ch)
     || ch >= 0x80;
 }
 
+/* Value of a hex digit, -1 if ch is none. */
 static int
 hexval (unsigned char ch)
 {
@@ -138,6 +139,7 @@ encode_value (const char *v, size_t *outlen)
   return out;
 }
 
+/* Public wrapper of encode_value for writers of whole files. */
 char *
 vmx_encode_value (const char *value)
 {
@@ -279,6 +281,7 @@ grow (struct vmx_config *c)
   return 0;
 }
 
+/* An empty config: no lines, LF endings. */
 struct vmx_config *
 vmx_new (const char *name)
 {
@@ -293,6 +296,7 @@ vmx_new (const char *name)
   return c;
 }
 
+/* Free a config and all its lines (NULL is fine). */
 void
 vmx_free (struct vmx_config *c)
 {
@@ -305,6 +309,7 @@ vmx_free (struct vmx_config *c)
   free (c);
 }
 
+/* The file name used in messages. */
 const char *
 vmx_name (const struct vmx_config *c)
 {
@@ -391,6 +396,7 @@ fail:
   return r;
 }
 
+/* Read a whole .vmx (bounded by VMX_MAX_FILE) and parse it. */
 int
 vmx_load (const char *path, struct vmx_config **out, struct vb_error *err)
 {
@@ -405,6 +411,7 @@ vmx_load (const char *path, struct vmx_config **out, struct vb_error *err)
   return r;
 }
 
+/* Concatenate the raw lines: the file as it would be written. */
 char *
 vmx_format (const struct vmx_config *c, size_t *len)
 {
@@ -422,6 +429,7 @@ vmx_format (const struct vmx_config *c, size_t *len)
   return s;
 }
 
+/* Write the config atomically, refusing text over the read bounds. */
 int
 vmx_save (const struct vmx_config *c, const char *path, struct vb_error *err)
 {
@@ -448,6 +456,7 @@ find_last (const struct vmx_config *c, const char *key)
   return -1;
 }
 
+/* Decoded value of the last line holding key (case-insensitive). */
 const char *
 vmx_get (const struct vmx_config *c, const char *key)
 {
@@ -455,6 +464,7 @@ vmx_get (const struct vmx_config *c, const char *key)
   return i < 0 ? NULL : c->l[i].value;
 }
 
+/* Number of key/value lines. */
 size_t
 vmx_n_entries (const struct vmx_config *c)
 {
@@ -483,6 +493,8 @@ vmx_entry (const struct vmx_config *c, size_t idx, const char **key,
   return false;
 }
 
+/* Cursor walk over key/value lines; *cursor is a line index, so after
+ * a call it equals the 1-based line number of the entry returned. */
 bool
 vmx_entry_next (const struct vmx_config *c, size_t *cursor, const char **key,
                 const char **value)
@@ -508,6 +520,7 @@ delete_line (struct vmx_config *c, size_t i)
   c->n--;
 }
 
+/* Delete every line holding key (case-insensitive); count removed. */
 int
 vmx_remove (struct vmx_config *c, const char *key)
 {
@@ -533,6 +546,9 @@ valid_key (const char *key)
   return true;
 }
 
+/* Set key: rewrite the value token of its last line in place (keeping
+ * spelling, spacing, trailing comment and line ending) or append a new
+ * line; the result stays within the parser's bounds. */
 int
 vmx_set (struct vmx_config *c, const char *key, const char *value,
          struct vb_error *err)
@@ -651,6 +667,7 @@ out:
   return r;
 }
 
+/* VMware-style boolean: true/false, yes/no, 1/0, on/off in any case. */
 bool
 vmx_parse_bool (const char *s, bool *out)
 {
@@ -669,6 +686,7 @@ vmx_parse_bool (const char *s, bool *out)
   return false;
 }
 
+/* Boolean value of key, dflt when absent; -EINVAL when not a boolean. */
 int
 vmx_get_bool (const struct vmx_config *c, const char *key, bool dflt,
               bool *out, struct vb_error *err)
@@ -705,6 +723,7 @@ parse_u64 (const char *s, uint64_t max, uint64_t *out)
   return true;
 }
 
+/* Decimal value of key in 0..max; -ENOENT when absent. */
 int
 vmx_get_u64 (const struct vmx_config *c, const char *key, uint64_t max,
              uint64_t *out, struct vb_error *err)
@@ -721,18 +740,21 @@ vmx_get_u64 (const struct vmx_config *c, const char *key, uint64_t max,
   return 0;
 }
 
+/* The VM's displayName, NULL if absent. */
 const char *
 vmx_display_name (const struct vmx_config *c)
 {
   return vmx_get (c, "displayName");
 }
 
+/* The VM's guestOS identifier, NULL if absent. */
 const char *
 vmx_guest_os (const struct vmx_config *c)
 {
   return vmx_get (c, "guestOS");
 }
 
+/* memSize in MiB, 1..VMX_MAX_MEM_MB. */
 int
 vmx_mem_size_mb (const struct vmx_config *c, uint64_t *mb,
                  struct vb_error *err)
@@ -743,6 +765,7 @@ vmx_mem_size_mb (const struct vmx_config *c, uint64_t *mb,
   return r;
 }
 
+/* numvcpus, 1..VMX_MAX_VCPUS; 1 when absent (VMware's default). */
 int
 vmx_num_vcpus (const struct vmx_config *c, unsigned *n, struct vb_error *err)
 {
@@ -758,12 +781,15 @@ vmx_num_vcpus (const struct vmx_config *c, unsigned *n, struct vb_error *err)
   return r;
 }
 
+/* The VM-wide ctkEnabled switch, false when absent. */
 int
 vmx_ctk_enabled (const struct vmx_config *c, bool *on, struct vb_error *err)
 {
   return vmx_get_bool (c, "ctkEnabled", false, on, err);
 }
 
+/* Parse 32 hex digits in pairs, separated by spaces or '-' between
+ * pairs only (VMware's and the canonical spelling). */
 bool
 vmx_parse_uuid (const char *s, uint8_t uuid[16])
 {
@@ -786,6 +812,7 @@ vmx_parse_uuid (const char *s, uint8_t uuid[16])
   return nd == 32;
 }
 
+/* Canonical lowercase 8-4-4-4-12 spelling of a 16-byte uuid. */
 void
 vmx_uuid_string (const uint8_t u[16], char out[37])
 {
@@ -794,6 +821,7 @@ vmx_uuid_string (const uint8_t u[16], char out[37])
             u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
 }
 
+/* uuid.bios as 16 bytes; -ENOENT when absent, -EINVAL when malformed. */
 int
 vmx_uuid_bios (const struct vmx_config *c, uint8_t uuid[16],
                struct vb_error *err)
@@ -860,6 +888,7 @@ parse_dev_prefix (const char *s, enum vmx_bus *bus, unsigned *ctrl,
   return false;
 }
 
+/* True when s is exactly a device key such as "scsi0:0". */
 bool
 vmx_parse_device (const char *s, enum vmx_bus *bus, unsigned *controller,
                   unsigned *unit)
@@ -879,6 +908,7 @@ struct dev_scan {
   const char *a[A_N];
 };
 
+/* Order disks by bus, controller, unit. */
 static int
 cmp_disk (const void *a, const void *b)
 {
@@ -890,6 +920,7 @@ cmp_disk (const void *a, const void *b)
   return x->unit < y->unit ? -1 : x->unit > y->unit;
 }
 
+/* Free a disk list from vmx_disks. */
 void
 vmx_disks_free (struct vmx_disk *d, size_t n)
 {
@@ -1046,6 +1077,7 @@ out:
   return r;
 }
 
+/* Repoint an existing disk at another file (a snapshot's new leaf). */
 int
 vmx_disk_set_file_name (struct vmx_config *c, const char *device,
                         const char *file_name, struct vb_error *err)

@@ -23,8 +23,8 @@ record "$(vmback disk read d.vmdk | sha256sum | cut -d' ' -f1)"
 killed=0
 for i in $(seq "$KILLS"); do
   # change the disk, so every backup has new chunks to write
-  poke_pattern w 0 $(( (RANDOM % 8 + 1) << 20 )) $((SEED + i))
-  vmback disk write d.vmdk --offset $(( (RANDOM % 90) << 20 )) < w
+  rm -f w; poke_pattern w 0 $(( (RANDOM % 8 + 1) << 20 )) $((SEED + i))
+  vmback disk write d.vmdk --offset $(( (RANDOM % 88) << 20 )) < w   # <= 87 + 8 MiB: inside the 96 MiB disk
   cur=$(vmback disk read d.vmdk | sha256sum | cut -d' ' -f1)
   full=""; [ $((i % 3)) -eq 0 ] && full=--full
   "$VMBACK" -q backup $full d.vmdk &   # the binary itself, so kill hits it
