@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 ninja -C build-fuzz >/dev/null
 mkdir -p fuzz/crashes
 status=0
-for t in fuzz-vmdk-desc fuzz-vdisk-open fuzz-ctk; do
+for t in fuzz-vmdk-desc fuzz-vdisk-open fuzz-ctk fuzz-vmx fuzz-vmsd; do
   work=$(mktemp -d /tmp/vmback-fuzz-corpus.XXXXXX)
   cp fuzz/corpus/$t/* "$work"/ 2>/dev/null || true
   echo "== $t for ${SECS}s"

@@ -21,7 +21,7 @@ struct repo_backend;
 
 struct repo_init_opts {
   uint32_t chunk_size;     /* 0 = 1 MiB; 256 KiB..8 MiB, a power of two */
-  int compress_level;      /* zstd level, 0 = 3 */
+  int compress_level;      /* zstd level, 0 = 1 */
   bool encrypt;
   const char *passphrase;  /* when encrypt: passphrase (from env or prompt) ... */
   const char *key_file;    /* ... or the path of a key file holding a secret */

@@ -61,7 +61,7 @@ store_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
     int r = chunk_encode (c->k, s->id, s->buf, s->len, c->level, &blob, &blen, err);
     if (r < 0)
       return r;
-    r = c->b->ops->put (c->b, key, blob, blen, 0, err);
+    r = c->b->ops->put (c->b, key, blob, blen, REPO_PUT_DEFER, err);
     free (blob);
     if (r < 0)
       return r;
@@ -320,6 +320,9 @@ engine_backup_disk (struct repo *r, const char *disk_path,
   snprintf (m->consistency, sizeof m->consistency, "crash");
   snprintf (m->transport, sizeof m->transport, "file");
   snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
+  /* every chunk durable before the index that references it */
+  if (c.b->ops->sync && (rc = c.b->ops->sync (c.b, err)) < 0)
+    goto out;
   if ((rc = repo_new_point_id (r, m->source_name, m->started, m->id, sizeof m->id, err)) < 0)
     goto out;
   if ((rc = engine_store_index (r, m, 0, &ix, err)) < 0)

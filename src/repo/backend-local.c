@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,10 +28,22 @@
 #define PUT_RETRIES 5         /* mkdir/open races with a concurrent del() */
 #define TMP_PREFIX ".tmp-"
 
+/* A deferred put: written (not yet synced) under tmp, to become path. */
+struct pending {
+  char *tmp, *path;
+};
+
+#define PENDING_MAX 1024      /* deferred puts before an automatic sync */
+
 struct local_backend {
   struct repo_backend base;
   char *root;                 /* directory path, no trailing '/' */
+  pthread_mutex_t mu;         /* guards the pending list */
+  struct pending *pend;
+  size_t npend, cappend;
 };
+
+static int local_sync (struct repo_backend *b, struct vb_error *err);
 
 /* The local backend behind a generic handle. */
 static struct local_backend *
@@ -201,6 +214,7 @@ local_open (const char *url, bool create, struct repo_backend **out,
     return vb_errno (err, ENOMEM, "cannot open repository '%s'", url);
   }
   l->base.ops = &repo_backend_local;
+  pthread_mutex_init (&l->mu, NULL);
   size_t n = strlen (l->root);
   while (n > 1 && l->root[n - 1] == '/')
     l->root[--n] = '\0';
@@ -240,7 +254,15 @@ local_close (struct repo_backend *b)
 {
   if (!b)
     return;
-  free (lb (b)->root);
+  struct local_backend *l = lb (b);
+  for (size_t i = 0; i < l->npend; i++) {   /* never synced: not stored */
+    unlink (l->pend[i].tmp);
+    free (l->pend[i].tmp);
+    free (l->pend[i].path);
+  }
+  free (l->pend);
+  pthread_mutex_destroy (&l->mu);
+  free (l->root);
   free (b);
 }
 
@@ -291,7 +313,8 @@ local_put (struct repo_backend *b, const char *key, const void *data,
     goto out;
   }
   r = write_all (fd, data, len);
-  if (r == 0 && fsync (fd) < 0)
+  bool defer = (flags & REPO_PUT_DEFER) && !(flags & REPO_PUT_EXCL);
+  if (r == 0 && !defer && fsync (fd) < 0)
     r = -errno;
   if (close (fd) < 0 && r == 0)
     r = -errno;
@@ -301,6 +324,31 @@ local_put (struct repo_backend *b, const char *key, const void *data,
     goto out;
   }
 
+  if (defer) {
+    /* made durable and visible together with others by local_sync */
+    pthread_mutex_lock (&l->mu);
+    if (l->npend == l->cappend) {
+      size_t nc = l->cappend ? l->cappend * 2 : 256;
+      struct pending *np = realloc (l->pend, nc * sizeof *np);
+      if (np) {
+        l->pend = np;
+        l->cappend = nc;
+      }
+    }
+    bool queued = l->npend < l->cappend;
+    if (queued) {
+      l->pend[l->npend++] = (struct pending) { .tmp = tmp, .path = path };
+      tmp = path = NULL;
+    }
+    size_t n = l->npend;
+    pthread_mutex_unlock (&l->mu);
+    if (!queued) {
+      r = vb_errno (err, ENOMEM, "cannot store '%s'", key);
+      unlink (tmp);
+    } else if (n >= PENDING_MAX)
+      r = local_sync (b, err);
+    goto out;
+  }
   if (flags & REPO_PUT_EXCL) {
     if (link (tmp, path) < 0) {
       int e = errno;
@@ -582,6 +630,42 @@ local_del (struct repo_backend *b, const char *key, struct vb_error *err)
   return r;
 }
 
+/* Make every deferred put durable, then visible: one syncfs for all their
+ * data, the renames, and one more syncfs for the directory entries.  A
+ * crash before the renames leaves only temp files, never an object whose
+ * name promises content that is not on disk. */
+static int
+local_sync (struct repo_backend *b, struct vb_error *err)
+{
+  struct local_backend *l = lb (b);
+  pthread_mutex_lock (&l->mu);
+  struct pending *p = l->pend;
+  size_t n = l->npend;
+  l->pend = NULL;
+  l->npend = l->cappend = 0;
+  pthread_mutex_unlock (&l->mu);
+  if (n == 0)
+    return 0;
+  int r = 0;
+  int fd = open (l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0 || syncfs (fd) < 0)
+    r = vb_errno (err, errno, "cannot sync repository '%s'", l->root);
+  for (size_t i = 0; i < n; i++) {
+    if (r == 0 && rename (p[i].tmp, p[i].path) < 0)
+      r = vb_errno (err, errno, "cannot rename '%s' to '%s'", p[i].tmp, p[i].path);
+    if (r < 0)
+      unlink (p[i].tmp);
+    free (p[i].tmp);
+    free (p[i].path);
+  }
+  free (p);
+  if (r == 0 && syncfs (fd) < 0)
+    r = vb_errno (err, errno, "cannot sync repository '%s'", l->root);
+  if (fd >= 0)
+    close (fd);
+  return r;
+}
+
 const struct repo_backend_ops repo_backend_local = {
   .name = "local",
   .open = local_open,
@@ -591,4 +675,5 @@ const struct repo_backend_ops repo_backend_local = {
   .exists = local_exists,
   .list = local_list,
   .del = local_del,
+  .sync = local_sync,
 };

@@ -25,6 +25,9 @@
  * overwrite.  An object is written whole and appears atomically. */
 
 #define REPO_PUT_EXCL 1u     /* fail with -EEXIST if the key exists */
+#define REPO_PUT_DEFER 2u    /* may become durable and visible only at the
+                                next sync() (chunks: one flush per batch
+                                instead of two fsyncs per object) */
 /* Largest object: an index of 2^23 chunks (8 TiB at 1 MiB chunks) is
  * 256 MiB of ids plus header and MAC. */
 #define REPO_MAX_OBJECT ((256u << 20) + 4096u)
@@ -57,6 +60,10 @@ struct repo_backend_ops {
                void *opaque, struct vb_error *err);
   /* Remove an object; missing is not an error. */
   int (*del) (struct repo_backend *b, const char *key, struct vb_error *err);
+  /* Make every REPO_PUT_DEFER put so far durable and visible (the engine
+   * calls it before writing anything that references them).  NULL = puts
+   * are never deferred.  Deferred puts not synced by close are dropped. */
+  int (*sync) (struct repo_backend *b, struct vb_error *err);
 };
 
 struct repo_backend {

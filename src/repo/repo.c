@@ -322,7 +322,7 @@ repo_init (const char *path, const struct repo_init_opts *o,
     return vb_err (err, EINVAL, "invalid chunk size %" PRIu32 ": a power of "
                    "two from %u KiB to %u MiB", cs, CHUNK_MIN_SIZE >> 10,
                    CHUNK_MAX_SIZE >> 20);
-  int level = o->compress_level ? o->compress_level : 3;
+  int level = o->compress_level ? o->compress_level : 1;   /* zstd -1: the speed of the floor users compare with */
   if (level < 1 || level > ZSTD_LEVEL_MAX)
     return vb_err (err, EINVAL, "invalid compression level %d: 1 to %d",
                    level, ZSTD_LEVEL_MAX);

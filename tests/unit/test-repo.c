@@ -373,7 +373,7 @@ test_init_open_plain (void **state)
   assert_int_equal (repo_init (d2, NULL, &e), 0);
   assert_int_equal (repo_open (d2, NULL, NULL, &r, &e), 0);
   assert_int_equal (repo_chunk_size (r), CHUNK_DEFAULT_SIZE);
-  assert_int_equal (repo_compress_level (r), 3);
+  assert_int_equal (repo_compress_level (r), 1);
   repo_close (r);
 }
 
