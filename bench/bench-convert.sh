@@ -72,7 +72,8 @@ row "raw -> streamOptimized" "$a" "$b"
 head -c $((1 << 30)) src.raw > w.bin
 "$V" disk create --type monolithicFlat --size 1G t-off.vmdk 2>/dev/null || true
 "$V" disk create --type monolithicFlat --size 1G --ctk t-on.vmdk 2>/dev/null || true
-off=$(best "$V" disk write t-off.vmdk --offset 0 < w.bin)
-on=$(best "$V" disk write t-on.vmdk --offset 0 < w.bin)
+# (stdin is opened anew for every run: sh -c)
+off=$(best sh -c "\"$V\" disk write t-off.vmdk --offset 0 < w.bin")
+on=$(best sh -c "\"$V\" disk write t-on.vmdk --offset 0 < w.bin")
 printf "%-40s %10.3f %10.3f %8.2f   (ctk on / off; target <= 1.05)\n" \
   "write 1 GiB, change tracking on vs off" "$on" "$off" "$(python3 -c "print($on/$off)")"

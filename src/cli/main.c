@@ -25,6 +25,7 @@ static const struct command commands[] = {
   { "verify",  cmd_verify,  "check every chunk, index and manifest of the repository" },
   { "prune",   cmd_prune,   "remove restore points by a retention policy" },
   { "gc",      cmd_gc,      "delete chunks no restore point uses" },
+  { "vm",      cmd_vm,      "VM directories: create one (.vmx, .vmsd, disks) or describe it (info)" },
 };
 
 /* Top-level usage text. */

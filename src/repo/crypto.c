@@ -365,7 +365,7 @@ crypto_keyfile_read (const char *json, size_t len, const char *passphrase,
   uint8_t salt[KF_SALT_MAX], nonce[KF_NONCE_LEN], tag[KF_TAG_LEN];
   uint8_t wrapped[KF_WRAPPED_LEN], plain[KF_WRAPPED_LEN], wkey[32];
   struct json_object *o = NULL, *v;
-  int64_t n, rr, p;
+  int64_t n = 0, rr = 0, p = 0;
   int r;
 
   memset (k, 0, sizeof *k);
@@ -398,7 +398,7 @@ crypto_keyfile_read (const char *json, size_t len, const char *passphrase,
     r = vb_err (err, EBADMSG, "key file is damaged: not a JSON object");
     goto out;
   }
-  int64_t format;
+  int64_t format = 0;
   if ((r = json_get_int (o, "format", &format, err)) < 0)
     goto out;
   if (format != KF_FORMAT) {

@@ -428,7 +428,7 @@ parse_config (struct repo *r, const char *buf, size_t len,
   struct json_object *o = parse_json_object (buf, len, what, err);
   if (!o)
     return err ? -err->code : -EBADMSG;
-  int64_t v;
+  int64_t v = 0;
   int rc = json_int (o, "format", what, &v, err);
   if (rc < 0)
     goto out;

@@ -637,6 +637,21 @@ sparse_pread (struct vdisk_extent *ext, void *buf, size_t count, uint64_t off,
                        s->gbuf_len);
       memcpy (p, s->gbuf + in, n);
     } else {
+      /* grains that follow each other in the file too are read with one
+       * pread (files written in order, by us or qemu-img, are mostly so) */
+      uint64_t gs = gb / VDISK_SECTOR;
+      uint32_t last = gte;
+      while (n < count) {
+        uint32_t ngte;
+        bool npend;
+        struct vb_error le = { 0 };   /* a failing look-ahead is retried next round */
+        int nst = sparse_lookup (ext, s, g + 1, &ngte, &npend, &le);
+        if (nst != EXT_DATA || npend || (uint64_t) ngte != last + gs)
+          break;
+        g++;
+        last = ngte;
+        n += (size_t) (gb < count - n ? gb : count - n);
+      }
       int r = read_plain (ext, s, p, n, (uint64_t) gte * VDISK_SECTOR + in,
                           err);
       if (r < 0)

@@ -146,8 +146,8 @@ stream_grain_extent (struct vdisk_extent *ext, struct sparse *s,
                      uint64_t grain, uint32_t gte, uint64_t *end,
                      struct vb_error *err)
 {
-  uint64_t data;
-  size_t size;
+  uint64_t data = 0;
+  size_t size = 0;
   int r = grain_locate (ext, s, grain, gte, &data, &size, err);
   if (r < 0)
     return r;
@@ -169,8 +169,8 @@ stream_load_grain (struct vdisk_extent *ext, struct sparse *s, uint64_t grain,
     if (!s->gbuf)
       return vb_errno (err, ENOMEM, "cannot read grain of '%s'", name);
   }
-  uint64_t data;
-  size_t size;
+  uint64_t data = 0;
+  size_t size = 0;
   int r = grain_locate (ext, s, grain, gte, &data, &size, err);
   if (r < 0)
     return r;
