@@ -123,19 +123,25 @@ build_desc (const char *path, const struct vdisk_create_opts *o,
   return 0;
 }
 
-/* Remove files created so far after a failed create. */
+/* Remove the files a failed create made: the first `created` extents
+ * (never a file that was there before). */
 static void
-undo_create (const char *path, const struct vmdk_desc *d, bool embedded)
+undo_create (const char *path, const struct vmdk_desc *d, bool embedded,
+             size_t created)
 {
+  if (embedded) {
+    if (created)
+      unlink (path);
+    return;
+  }
   char *dir = vdisk_path_dir (path);
-  for (size_t i = 0; dir && i < d->n_ext && !embedded; i++) {
+  for (size_t i = 0; dir && i < created && i < d->n_ext; i++) {
     char *p = vdisk_path_join (dir, d->ext[i].file);
     if (p)
       unlink (p);
     free (p);
   }
   free (dir);
-  unlink (path);
 }
 
 /* Create a disk: extent files first, the descriptor last (atomically). */
@@ -192,6 +198,8 @@ create_disk (const char *path, const struct vdisk_create_opts *o,
     goto out2;
   }
   const struct vdisk_extent_ops *ops = vdisk_extent_driver (ti.kind);
+  size_t created = 0;
+  bool ctk_made = false;
   for (size_t i = 0; i < d.n_ext && r == 0; i++) {
     c.sectors = d.ext[i].sectors;
     c.embedded_desc = ti.embedded ? text : NULL;
@@ -200,17 +208,19 @@ create_disk (const char *path, const struct vdisk_create_opts *o,
       r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
     else if (!ti.embedded && exists (p))
       r = vb_err (err, EEXIST, "cannot create extent '%s': file exists", p);
-    else
-      r = ops->create (p, &c, err);
+    else if ((r = ops->create (p, &c, err)) == 0)
+      created++;
     free (p);
   }
-  if (r == 0 && ctkp)
-    r = ctk_create (ctkp, sectors * VDISK_SECTOR, d.cid, err);
+  if (r == 0 && ctkp && exists (ctkp))
+    r = vb_err (err, EEXIST, "cannot create change tracking file '%s': file exists", ctkp);
+  else if (r == 0 && ctkp && (r = ctk_create (ctkp, sectors * VDISK_SECTOR, d.cid, err)) == 0)
+    ctk_made = true;
   if (r == 0 && !ti.embedded)
     r = vio_write_file_atomic (path, text, strlen (text), err);
   if (r < 0) {
-    undo_create (path, &d, ti.embedded);
-    if (ctkp)
+    undo_create (path, &d, ti.embedded, created);
+    if (ctk_made)
       unlink (ctkp);
   }
 out2:

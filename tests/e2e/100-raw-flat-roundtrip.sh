@@ -28,3 +28,11 @@ for type in monolithicFlat vmfs; do
   vmback disk read "$T/d-$type.vmdk" > "$T/v.raw"
   cmp "$T/q.raw" "$T/v.raw"
 done
+# a refused create never removes a file that was already there
+cd "$T"
+echo keep > k-flat.vmdk
+expect_fail "file exists" vmback disk create --type vmfs --size 1M k.vmdk
+[ "$(cat k-flat.vmdk)" = keep ]
+echo keep > c-ctk.vmdk
+expect_fail "file exists" vmback disk create --type monolithicFlat --size 1M --ctk c.vmdk
+[ "$(cat c-ctk.vmdk)" = keep ] && [ ! -e c.vmdk ] && [ ! -e c-flat.vmdk ]
