@@ -20,7 +20,6 @@
 struct rctx {
   struct repo *r;
   const struct repo_index *ix;
-  struct vdisk *direct;      /* raw target: workers write themselves */
 };
 
 /* Worker: fetch and decode chunk s->i into s->buf. */
@@ -34,23 +33,22 @@ fetch_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
   if ((size_t) n != s->len)
     return vb_err (err, EBADMSG, "chunk %llu of the point has %d bytes, expected %zu",
                    (unsigned long long) s->i, n, s->len);
-  /* a raw file or device is plain pwrite: safe from every worker at once */
-  if (c->direct)
-    return vdisk_pwrite (c->direct, s->buf, s->len, s->i * c->ix->chunk_size, err);
   return 0;
 }
 
-/* Write a finished slot to the target (unless a worker already did). */
+/* Write a finished slot to the target.  Writes stay in the main thread,
+ * in order: parallel pwrites to one file serialise on its inode lock and
+ * measured slower, and ordered writes suit every format. */
 static int
 write_slot (struct vdisk *d, const struct repo_index *ix, struct pl_slot *s,
-            bool direct, struct vb_error *err)
+            struct vb_error *err)
 {
   if (s->rc < 0) {
     if (err && err->code == 0)
       *err = s->err;
     return s->rc;
   }
-  return direct ? 0 : vdisk_pwrite (d, s->buf, s->len, s->i * ix->chunk_size, err);
+  return vdisk_pwrite (d, s->buf, s->len, s->i * ix->chunk_size, err);
 }
 
 /* Restore chunks selected by want (NULL = all non-zero) into d. */
@@ -60,15 +58,6 @@ restore_chunks (struct repo *r, const struct repo_index *ix, struct vdisk *d,
                 uint64_t *written, struct vb_error *err)
 {
   struct rctx c = { .r = r, .ix = ix };
-  if (vdisk_get_type (d) == VDISK_TYPE_RAW && ix->n > 0 && (!want || want[0])) {
-    /* the session's first write (which sets up the handle) happens here,
-     * before the workers share it; chunk 0 overwrites this byte if needed */
-    static const uint8_t zero;
-    int r0 = vdisk_pwrite (d, &zero, 1, 0, err);
-    if (r0 < 0)
-      return r0;
-    c.direct = d;
-  }
   struct pipeline *p;
   int threads = o->threads > 0 ? o->threads : pl_default_threads ();
   int rc = pl_start (&p, threads * 4, ix->chunk_size, threads, fetch_chunk, &c, err);
@@ -87,7 +76,7 @@ restore_chunks (struct repo *r, const struct repo_index *ix, struct vdisk *d,
     }
     struct pl_slot *done;
     struct pl_slot *s = pl_next (p, &done);
-    if (done && (rc = write_slot (d, ix, done, c.direct != NULL, err)) < 0)
+    if (done && (rc = write_slot (d, ix, done, err)) < 0)
       break;
     if (done && written)
       (*written)++;
@@ -99,7 +88,7 @@ restore_chunks (struct repo *r, const struct repo_index *ix, struct vdisk *d,
   }
   struct pl_slot *s;
   while ((s = pl_take (p))) {
-    int wr = rc == 0 ? write_slot (d, ix, s, c.direct != NULL, err) : 0;
+    int wr = rc == 0 ? write_slot (d, ix, s, err) : 0;
     if (rc == 0)
       rc = wr;
     if (wr == 0 && written)
