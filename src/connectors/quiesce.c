@@ -310,7 +310,8 @@ scan_hooks (struct quiesce_state *st, struct vb_error *err)
  out:
   closedir (d);
   if (st->n > 1)
-    qsort (st->hooks, st->n, sizeof *st->hooks, cmp_hook);
+    if (st->n > 1)
+      qsort (st->hooks, st->n, sizeof *st->hooks, cmp_hook);
   return r;
 }
 

@@ -595,7 +595,8 @@ finish_slots (struct pstate *p)
     m->snap[m->n++] = p->slot[i].s;
     memset (&p->slot[i].s, 0, sizeof p->slot[i].s);
   }
-  qsort (m->snap, m->n, sizeof m->snap[0], cmp_uid);
+  if (m->n > 1)
+    qsort (m->snap, m->n, sizeof m->snap[0], cmp_uid);
   for (size_t i = 1; i < m->n; i++)
     if (m->snap[i].uid == m->snap[i - 1].uid)
       return vb_err (p->err, EINVAL, "invalid snapshot file '%s': duplicate "
@@ -614,7 +615,8 @@ finish_slots (struct pstate *p)
   if (!p->has_last && m->n)
     m->last_uid = m->snap[m->n - 1].uid;   /* VMware always writes it */
   /* MRU: by index, unknown and repeated uids dropped */
-  qsort (p->mru, p->n_mru, sizeof p->mru[0], cmp_mru);
+  if (p->n_mru > 1)
+    qsort (p->mru, p->n_mru, sizeof p->mru[0], cmp_mru);
   for (size_t i = 0; i < p->n_mru; i++) {
     uint32_t u = p->mru[i].uid;
     bool dup = false;

@@ -1062,7 +1062,8 @@ vmx_disks (const struct vmx_config *c, struct vmx_disk **out, size_t *n,
       goto out;
     }
   }
-  qsort (disks, nk, sizeof *disks, cmp_disk);
+  if (nk > 1)                   /* qsort (NULL, 0, ...) is undefined */
+    qsort (disks, nk, sizeof *disks, cmp_disk);
   if (nk == 0) {
     free (disks);
     disks = NULL;

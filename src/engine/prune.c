@@ -93,7 +93,8 @@ engine_prune (struct repo *r, const struct engine_prune_opts *o,
   size_t np;
   if ((rc = repo_list_points (r, o->source, &pts, &np, err)) < 0)
     goto out;
-  qsort (pts, np, sizeof *pts, by_source);
+  if (np > 1)
+    qsort (pts, np, sizeof *pts, by_source);
   char (*why)[96] = calloc (np ? np : 1, sizeof *why);
   if (!why) {
     free (pts);
