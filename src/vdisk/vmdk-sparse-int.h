@@ -190,9 +190,10 @@ uint32_t stream_writer_gte (struct sparse *s, uint64_t grain, bool *pending);
 int stream_writer_finish (struct vdisk_extent *ext, struct sparse *s,
                           struct vb_error *err);
 void stream_writer_free (struct stream_writer *w);
-/* Create a fresh streamOptimized file (header + descriptor only). */
-int stream_create (const char *path, const struct ext_create *c,
-                   struct vb_error *err);
+/* Create a fresh streamOptimized file (header + descriptor only);
+ * sparse_create has checked grain, size and descriptor fit. */
+int stream_create (const char *path, const struct ext_create *c, uint64_t grain,
+                   uint64_t desc_sectors, struct vb_error *err);
 
 /* Small helpers shared by both files. */
 static inline uint64_t

@@ -937,8 +937,6 @@ static int
 sparse_create (const char *path, const struct ext_create *c,
                struct vb_error *err)
 {
-  if (c->stream)
-    return stream_create (path, c, err);
   uint64_t grain = c->grain_sectors ? c->grain_sectors : 128;
   if (grain < 8 || grain > KDMV_MAX_GRAIN_SECTORS || (grain & (grain - 1)))
     return vb_err (err, EINVAL, "invalid grain size %llu sectors for '%s' "
@@ -953,6 +951,8 @@ sparse_create (const char *path, const struct ext_create *c,
     return vb_err (err, ENOSPC, "descriptor (%zu bytes) does not fit in the "
                    "%llu-sector area of '%s'", dlen,
                    (unsigned long long) desc_sectors, path);
+  if (c->stream)
+    return stream_create (path, c, grain, desc_sectors, err);
 
   /* n_gt <= 2^37 / 8 / 512 = 2^25 = KDMV_MAX_GD_ENTRIES with grain >= 8. */
   uint64_t n_grains = kdmv_div_round_up (c->sectors, grain);

@@ -444,23 +444,10 @@ stream_writer_finish (struct vdisk_extent *ext, struct sparse *s,
 /* Create an empty streamOptimized file: header (GD_AT_END), descriptor,
  * and nothing else; the file ends at overHead, which open() recognizes. */
 int
-stream_create (const char *path, const struct ext_create *c,
-               struct vb_error *err)
+stream_create (const char *path, const struct ext_create *c, uint64_t grain,
+               uint64_t desc_sectors, struct vb_error *err)
 {
-  uint64_t grain = c->grain_sectors ? c->grain_sectors : 128;
-  if (grain < 8 || grain > KDMV_MAX_GRAIN_SECTORS || (grain & (grain - 1)))
-    return vb_err (err, EINVAL, "invalid grain size %llu sectors for '%s' "
-                   "(a power of two from 8 to %u)",
-                   (unsigned long long) grain, path, KDMV_MAX_GRAIN_SECTORS);
-  if (c->sectors > VDISK_MAX_SIZE / VDISK_SECTOR)
-    return vb_err (err, EINVAL, "size of '%s' is too large (%llu sectors)",
-                   path, (unsigned long long) c->sectors);
   size_t dlen = c->embedded_desc ? strlen (c->embedded_desc) : 0;
-  uint64_t desc_sectors = c->embedded_desc ? KDMV_CREATE_DESC_SECTORS : 0;
-  if (dlen > desc_sectors * VDISK_SECTOR)
-    return vb_err (err, ENOSPC, "descriptor (%zu bytes) does not fit in the "
-                   "%llu-sector area of '%s'", dlen,
-                   (unsigned long long) desc_sectors, path);
   struct kdmv_header h = {
     .version = 3,
     .flags = KDMV_FLAG_NL_TEST | KDMV_FLAG_COMPRESSED | KDMV_FLAG_MARKERS,
