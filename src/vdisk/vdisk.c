@@ -680,6 +680,22 @@ vdisk_pwrite (struct vdisk *d, const void *buf, size_t count, uint64_t offset,
   return 0;
 }
 
+/* Write zero bytes over [from, to) of extent e (through copy on write
+ * for grain extents). */
+static int
+write_zeros (struct vdisk_layer *l, struct vdisk_extent *e, uint64_t from,
+             uint64_t to, struct vb_error *err)
+{
+  static const uint8_t zeros[65536];
+  int r = 0;
+  for (uint64_t o = from; o < to && r == 0; o += sizeof zeros) {
+    uint64_t k = to - o < sizeof zeros ? to - o : sizeof zeros;
+    r = e->grain ? write_grains (l, e, zeros, k, o, err)
+      : e->ops->pwrite (e, zeros, k, o, err);
+  }
+  return r;
+}
+
 /* Make a range read as zeros: drivers deallocate whole grains, partial
  * grains get zero bytes written. */
 int
@@ -694,7 +710,6 @@ vdisk_zero (struct vdisk *d, size_t count, uint64_t offset,
     return r;
   if (l->ctk)                   /* first, as in vdisk_pwrite */
     ctk_mark (l->ctk, offset, count);
-  static const uint8_t zeros[65536];
   uint64_t off = offset, left = count;
   while (left > 0) {
     struct vdisk_extent *e = find_extent (l, off);
@@ -707,26 +722,17 @@ vdisk_zero (struct vdisk *d, size_t count, uint64_t offset,
     uint64_t a = (eoff + G - 1) / G * G, b = (eoff + n) / G * G;
     if (eoff + n == e->length)
       b = e->length;
-    if (!e->writable)
+    if (!e->writable || !e->ops->pwrite)
       return vb_err (err, EROFS, "extent '%s' of '%s' is not writable", e->name, l->path);
     if (e->ops->zero && a < b) {
       /* head and tail partial grains as data, the middle deallocated */
-      for (uint64_t o = eoff; o < a && r == 0; o += sizeof zeros) {
-        uint64_t k = a - o < sizeof zeros ? a - o : sizeof zeros;
-        r = write_grains (l, e, zeros, k, o, err);
-      }
+      r = write_zeros (l, e, eoff, a, err);
       if (r == 0)
         r = e->ops->zero (e, a, b - a, l->parent != NULL, err);
-      for (uint64_t o = b; o < eoff + n && r == 0; o += sizeof zeros) {
-        uint64_t k = eoff + n - o < sizeof zeros ? eoff + n - o : sizeof zeros;
-        r = write_grains (l, e, zeros, k, o, err);
-      }
+      if (r == 0)
+        r = write_zeros (l, e, b, eoff + n, err);
     } else {
-      for (uint64_t o = eoff; o < eoff + n && r == 0; o += sizeof zeros) {
-        uint64_t k = eoff + n - o < sizeof zeros ? eoff + n - o : sizeof zeros;
-        r = e->grain ? write_grains (l, e, zeros, k, o, err)
-          : e->ops->pwrite (e, zeros, k, o, err);
-      }
+      r = write_zeros (l, e, eoff, eoff + n, err);
     }
     if (r < 0)
       return r;
