@@ -5,7 +5,7 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz clean
+.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz clean
 
 all: build
 
@@ -24,6 +24,7 @@ check: build
 check-asan: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
+	meson configure $(ASAN_BUILD) -Dfuzz=true   # libFuzzer targets: tests/e2e/390-fuzz-smoke.sh
 	ninja -C $(ASAN_BUILD)
 	@VMBACK_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  tests/run-all.sh $(ASAN_BUILD)
@@ -34,9 +35,15 @@ demo: build
 bench: build
 	@bench/bench-convert.sh $(BUILD)
 
+# every fuzz target for FUZZ_SECONDS (default 60) each, one after the other
 fuzz: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
-	@fuzz/run.sh $${FUZZ_SECONDS:-60}
+	@fuzz/run.sh $${FUZZ_SECONDS:-60} $(FUZZ_TARGETS)
+
+# every fuzz target for 10 minutes, then a table: target | executions | crashes
+reliability-fuzz: deps
+	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
+	@fuzz/run.sh --reliability $(FUZZ_TARGETS)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

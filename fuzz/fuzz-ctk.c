@@ -16,7 +16,9 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
   static char path[64];
   if (!path[0]) {
-    snprintf (path, sizeof path, "/tmp/vmback-fuzz-ctk-%ld", (long) getpid ());
+    snprintf (path, sizeof path, "%s/vmback-fuzz-ctk-%ld",
+              access ("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp",
+              (long) getpid ());
   }
   FILE *f = fopen (path, "wb");
   if (!f)

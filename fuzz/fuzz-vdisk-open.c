@@ -21,7 +21,8 @@ setup (void)
 {
   if (dir[0])
     return;
-  snprintf (dir, sizeof dir, "/tmp/vmback-fuzz-XXXXXX");
+  snprintf (dir, sizeof dir, "%s/vmback-fuzz-XXXXXX",
+            access ("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
   if (!mkdtemp (dir))
     abort ();
 }

@@ -4,6 +4,7 @@
 #ifndef VMBACK_ENGINE_H
 #define VMBACK_ENGINE_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -13,10 +14,17 @@
 
 struct manifest;
 
+/* Quiescing of a VM's backup snapshot. */
+enum engine_quiesce { ENGINE_QUIESCE_OFF = 0, ENGINE_QUIESCE_TRY, ENGINE_QUIESCE_REQUIRED };
+
 struct engine_backup_opts {
-  const char *source_name;   /* NULL = derived from the disk file name */
+  const char *source_name;   /* NULL = derived from the disk file name (the
+                                VM's name for VMs) */
   int threads;               /* worker threads, 0 = number of CPUs (>= 2) */
   bool full;                 /* ignore change tracking: read every allocated area */
+  enum engine_quiesce quiesce;         /* VMs only */
+  volatile sig_atomic_t *cancel;       /* non-zero: stop between chunks (VMs;
+                                          set by a signal handler) */
   vdisk_progress_fn progress;
   void *opaque;
 };
@@ -31,11 +39,24 @@ int engine_backup_disk (struct repo *r, const char *disk_path,
                         const struct engine_backup_opts *o,
                         struct manifest *out, struct vb_error *err);
 
+/* Back up a whole VM (SEED-DIGEST §7) through its connector (source is
+ * what vb_connector_find claims, e.g. a .vmx path): delete snapshots left
+ * by an interrupted run, save the configuration with the point, take a
+ * snapshot (quiesced when asked), back up every disk of the snapshot as
+ * engine_backup_disk does (incremental per disk from the changeId of the
+ * same device key in the previous point of the VM), delete the snapshot.
+ * The snapshot is deleted also on failure and on cancel; the manifest is
+ * written only once every disk is stored. */
+int engine_backup_vm (struct repo *r, const char *source,
+                      const struct engine_backup_opts *o, struct manifest *out,
+                      struct vb_error *err);
+
 struct engine_restore_opts {
   enum vdisk_type type;      /* target format for a new file */
   bool type_set;             /* else from the target's extension */
   int threads;
   int disk;                  /* index into the manifest's disks */
+  bool one_disk;             /* VM restores: only disk `disk` */
   vdisk_progress_fn progress;
   void *opaque;
 };
@@ -57,6 +78,31 @@ struct engine_inplace_result {
 int engine_restore_in_place (struct repo *r, const struct manifest *m,
                              const char *disk_path, const struct engine_restore_opts *o,
                              struct engine_inplace_result *res, struct vb_error *err);
+
+/* Restore a VM point into a new VM directory dir (absent or empty):
+ * DIR/NAME.vmx (the saved configuration, each disk's fileName pointing at
+ * its restored file; with one_disk the other disks are marked not
+ * present), every disk as a full new disk (type o->type, default
+ * monolithicSparse), an empty NAME.vmsd.  On failure nothing is left. */
+int engine_restore_vm_to (struct repo *r, const struct manifest *m, const char *dir,
+                          const struct engine_restore_opts *o, struct vb_error *err);
+
+/* Per restored disk (at most 64, the manifest's limit): its key and result. */
+struct engine_vm_inplace_result {
+  size_t n_disks;
+  char keys[64][64];
+  struct engine_inplace_result disk[64];
+  bool config_restored;      /* the point's configuration was put in place */
+};
+/* Restore a VM point into the existing, powered-off VM source (§8): the
+ * configuration (the VM's current disk files kept; not with one_disk),
+ * then a snapshot S, every disk's changes since the point written back
+ * into the new top layer, and S deleted, which merges them into the
+ * disks.  On failure the VM is reverted to S and S deleted. */
+int engine_restore_vm_in_place (struct repo *r, const struct manifest *m,
+                                const char *source, const struct engine_restore_opts *o,
+                                struct engine_vm_inplace_result *res,
+                                struct vb_error *err);
 
 /* verify: report gets one line per problem. */
 typedef void (*engine_report_fn) (void *opaque, const char *line);
@@ -82,5 +128,29 @@ struct engine_gc_result {
 };
 int engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
                struct vb_error *err);
+
+struct engine_copy_opts {
+  const char *const *points; /* POINT specs of the source; NULL = every point */
+  size_t n_points;
+  int threads;               /* 0 = default */
+  vdisk_progress_fn progress;
+  void *opaque;
+  engine_report_fn report;   /* "copied ID" / "exists ID" lines */
+  void *report_opaque;
+};
+struct engine_copy_result {
+  uint64_t points_copied, points_present;
+  uint64_t chunks_sent, chunks_present, chunks_read, bytes_sent;
+  bool reencrypted;          /* chunks were decoded and encoded anew */
+};
+/* Copy restore points from src to dst, sending only the chunks dst lacks:
+ * chunks first, then each index, the manifest last, so an interrupted
+ * copy leaves no point behind and a rerun skips what exists.  Chunks are
+ * decoded with src's keys and encoded with dst's when the keys differ
+ * (then chunk ids differ and indexes are rewritten).  Holds a shared lock
+ * on both repositories. */
+int engine_copy (struct repo *src, struct repo *dst,
+                 const struct engine_copy_opts *o,
+                 struct engine_copy_result *res, struct vb_error *err);
 
 #endif

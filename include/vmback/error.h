@@ -36,4 +36,10 @@ void vb_err_clear (struct vb_error *e);
 /* Debug logging, enabled by VMBACK_DEBUG=1 in the environment. */
 void vb_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
+/* Crash test hook: when $VMBACK_CRASH_AT names this point ("NAME" or
+ * "NAME:N" for its N-th pass, counting from 1), the process kills itself
+ * with SIGKILL here, as a power cut or `kill -9` would.  Costs one getenv
+ * otherwise.  Tests use it to stop at every step of multi-step updates. */
+void vb_crashpoint (const char *name);
+
 #endif

@@ -27,7 +27,22 @@ struct repo_init_opts {
   const char *key_file;    /* ... or the path of a key file holding a secret */
 };
 
-/* Create a repository at path (a new or empty directory). */
+/* A repository is a local directory, or an S3 bucket (and key prefix)
+ * named by a URL "s3://BUCKET/PREFIX" (docs/S3.md). */
+bool repo_is_s3_url (const char *path);
+
+/* S3 settings given on the command line; members left NULL/false fall
+ * back to the environment ($AWS_ENDPOINT_URL_S3, $AWS_ENDPOINT_URL,
+ * $AWS_CA_BUNDLE, $VMBACK_S3_PATH_STYLE).  The strings are copied. */
+struct repo_s3_options {
+  const char *endpoint;    /* --s3-endpoint URL: http[s]://HOST[:PORT] */
+  const char *ca_file;     /* --s3-ca FILE: CA certificates for https */
+  bool path_style;         /* --s3-path-style: https://HOST/BUCKET/KEY */
+};
+void repo_s3_set_options (const struct repo_s3_options *o);
+
+/* Create a repository at path (a new or empty directory, or an S3 URL
+ * whose prefix holds no objects; a missing bucket is created). */
 int repo_init (const char *path, const struct repo_init_opts *o,
                struct vb_error *err);
 
@@ -43,6 +58,7 @@ const struct repo_keys *repo_keys (struct repo *r);
 uint32_t repo_chunk_size (const struct repo *r);
 int repo_compress_level (const struct repo *r);
 const char *repo_path (const struct repo *r);
+const char *repo_id (const struct repo *r);   /* the config's uuid */
 
 struct repo_info {
   char id[64];
@@ -63,6 +79,12 @@ int repo_get_info (struct repo *r, struct repo_info *info, struct vb_error *err)
 int repo_lock (struct repo *r, bool exclusive, const char *op,
                struct vb_error *err);
 void repo_unlock (struct repo *r);
+/* A held lock carries an expiry time that a thread refreshes; a lock of
+ * another host whose expiry has passed is stale (docs/S3.md).  Check that
+ * our lock is still held and fresh: 0, or -ESTALE when it expired or was
+ * removed (writers call this before making anything visible that relies
+ * on the lock).  0 when no lock is held. */
+int repo_lock_check (struct repo *r, struct vb_error *err);
 
 /* All restore points (manifests authenticated), oldest first; source may
  * be NULL for all.  *out is a malloc'd array of n manifests. */

@@ -61,6 +61,10 @@ struct vdisk_create_opts {
 #define VDISK_OPEN_RDONLY   0u
 #define VDISK_OPEN_RDWR     1u
 #define VDISK_OPEN_NOPARENT 2u    /* open the top layer alone (no chain) */
+/* Writes keep the top layer's CID and bypass its change tracking.  Only
+ * for merges into a layer whose children already hold every block
+ * written (their view does not change, so their parentCID stays true). */
+#define VDISK_OPEN_KEEPCID  4u
 
 struct vdisk;
 
@@ -125,6 +129,19 @@ int vdisk_create_child (const char *parent, const char *child,
                         enum vdisk_type type, struct vb_error *err);
 /* Merge the data of child into its parent and remove the child's files. */
 int vdisk_merge (const char *child, struct vb_error *err);
+/* Copy what the layers above `base` in the chain of `top` hold into base,
+ * in one pass (newest layer wins; zeroed grains become zeros), without
+ * changing base's CID or change tracking (VDISK_OPEN_KEEPCID): every
+ * disk reading through base and one of those layers reads the same bytes
+ * before and after, so running it again after an interruption is safe.
+ * No file is removed.  base must be in top's chain, below top. */
+int vdisk_merge_into (const char *top, const char *base,
+                      vdisk_progress_fn progress, void *opaque,
+                      struct vb_error *err);
+/* Point a child layer at a new parent: parentFileNameHint (relative when
+ * in the same directory) and parentCID = the parent's CID. */
+int vdisk_set_parent (const char *child, const char *parent,
+                      struct vb_error *err);
 
 /* Everything `vmback disk info` prints. */
 struct vdisk_info {
@@ -162,6 +179,13 @@ int vdisk_check (const char *path, bool repair, vdisk_report_fn report,
 
 int vdisk_ctk_enable (const char *path, struct vb_error *err);
 int vdisk_ctk_disable (const char *path, struct vb_error *err);
+/* Give layer `to` the change tracking history of layer `from` (same
+ * uuid, sequence and block stamps), bound to `to`'s CID, so changeIds of
+ * `from` stay valid on `to`.  `to` gets changeTrackPath= (NAME-ctk.vmdk)
+ * when it has none.  Returns 1 when copied, 0 when `from` has no valid
+ * tracker (then `to`'s tracker file is removed, which makes it invalid:
+ * the next backup reads everything), or a negative errno. */
+int vdisk_ctk_copy (const char *from, const char *to, struct vb_error *err);
 /* Current changeId "<uuid>/<seq>" into buf. */
 int vdisk_ctk_change_id (const char *path, char *buf, size_t len,
                          struct vb_error *err);

@@ -18,16 +18,24 @@ cli_fail (const struct vb_error *e)
   return 1;
 }
 
-/* One-line usage error. */
+/* One-line usage error.  The value of a quoted '--option=value' is
+ * never echoed: it may be a secret typed as an option that does not
+ * exist (e.g. a passphrase, which is only taken from the environment, a
+ * key file or the prompt). */
 int
 cli_usage_error (const char *fmt, ...)
 {
+  char msg[1024];
   va_list ap;
   va_start (ap, fmt);
-  fputs ("vmback: ", stderr);
-  vfprintf (stderr, fmt, ap);
-  fputc ('\n', stderr);
+  vsnprintf (msg, sizeof msg, fmt, ap);
   va_end (ap);
+  char *p = strstr (msg, "'--");
+  char *q = p ? strrchr (p + 1, '\'') : NULL;   /* the value may hold quotes */
+  char *eq = p ? strchr (p, '=') : NULL;
+  if (q && eq && eq < q)
+    memmove (eq + 1, q, strlen (q) + 1);        /* '--opt=' + rest */
+  fprintf (stderr, "vmback: %s\n", msg);
   return 2;
 }
 

@@ -29,7 +29,10 @@ int cmd_restore (struct cli *c, int argc, char **argv);
 int cmd_verify (struct cli *c, int argc, char **argv);
 int cmd_prune (struct cli *c, int argc, char **argv);
 int cmd_gc (struct cli *c, int argc, char **argv);
+int cmd_serve (struct cli *c, int argc, char **argv);
 int cmd_vm (struct cli *c, int argc, char **argv);
+/* vm snapshot ... (cmd-snapshot.c), argv[0] = "snapshot" */
+int cmd_vm_snapshot (struct cli *c, int argc, char **argv);
 
 struct repo;
 /* Open the repository named by --repo (repo_opt) or $VMBACK_REPO, with

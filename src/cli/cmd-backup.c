@@ -1,19 +1,66 @@
-/* vmback backup: a disk image into a new restore point. */
+/* vmback backup: a disk image or a whole VM into a new restore point. */
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "cli.h"
+#include "connectors/connector.h"
 #include "repo/repo-int.h"
 #include "vmback/engine.h"
 
 /* Print a point's summary as text or JSON. */
 void cli_print_point (const struct cli *c, const struct manifest *m, double secs);
 
-/* vmback backup [--repo R] DISK [--name NAME] [--full] [--threads N] */
+/* Set by SIGINT/SIGTERM during a VM backup: the engine stops between
+ * chunks and deletes its snapshot. */
+static volatile sig_atomic_t cancel_signal;
+
+/* Remember the signal (async-signal-safe). */
+static void
+on_cancel (int sig)
+{
+  cancel_signal = sig;
+}
+
+/* Catch SIGINT/SIGTERM (restore = false) or put the old handlers back. */
+static void
+cancel_handlers (bool restore)
+{
+  static struct sigaction old_int, old_term;
+  if (restore) {
+    sigaction (SIGINT, &old_int, NULL);
+    sigaction (SIGTERM, &old_term, NULL);
+    return;
+  }
+  struct sigaction sa;
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_cancel;
+  sigemptyset (&sa.sa_mask);
+  sa.sa_flags = SA_RESTART;
+  sigaction (SIGINT, &sa, &old_int);
+  sigaction (SIGTERM, &sa, &old_term);
+}
+
+/* Parse --quiesce[=on|required]. */
+static int
+parse_quiesce (const char *arg, enum engine_quiesce *q)
+{
+  if (!arg || strcmp (arg, "on") == 0 || strcmp (arg, "try") == 0)
+    *q = ENGINE_QUIESCE_TRY;
+  else if (strcmp (arg, "required") == 0)
+    *q = ENGINE_QUIESCE_REQUIRED;
+  else if (strcmp (arg, "off") == 0)
+    *q = ENGINE_QUIESCE_OFF;
+  else
+    return -1;
+  return 0;
+}
+
+/* vmback backup [--repo R] DISK|VMX [--name NAME] [--full] [--quiesce[=required]] [--threads N] */
 int
 cmd_backup (struct cli *c, int argc, char **argv)
 {
@@ -21,6 +68,7 @@ cmd_backup (struct cli *c, int argc, char **argv)
     { "repo", required_argument, 0, 'r' }, { "key-file", required_argument, 0, 'k' },
     { "name", required_argument, 0, 'n' }, { "full", no_argument, 0, 'f' },
     { "threads", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' },
+    { "quiesce", optional_argument, 0, 'Q' }, { "transport", required_argument, 0, 'T' },
     { 0, 0, 0, 0 },
   };
   const char *rp = NULL, *kf = NULL;
@@ -35,6 +83,14 @@ cmd_backup (struct cli *c, int argc, char **argv)
     case 'k': kf = optarg; break;
     case 'n': o.source_name = optarg; break;
     case 'f': o.full = true; break;
+    case 'Q':
+      if (parse_quiesce (optarg, &o.quiesce) < 0)
+        return cli_usage_error ("backup: --quiesce takes on or required, not '%s'", optarg);
+      break;
+    case 'T':
+      if (strcmp (optarg, "san") != 0 && strcmp (optarg, "auto") != 0)
+        return cli_usage_error ("backup: transport '%s' is not available (san, auto)", optarg);
+      break;
     case 't':
       if (cli_parse_u64 (optarg, &v) < 0 || v < 1 || v > 64)
         return cli_usage_error ("backup: --threads takes 1..64");
@@ -42,16 +98,22 @@ cmd_backup (struct cli *c, int argc, char **argv)
       break;
     case 'h':
       printf ("usage: vmback backup [--repo R] DISK [--name NAME] [--full] [--threads N]\n"
+              "       vmback backup [--repo R] VMX [--quiesce[=required]] [--full] [--threads N]\n"
               "The first backup of a disk reads every allocated area; later ones read only\n"
               "what change tracking reports since the previous point (or everything,\n"
-              "deduplicated, when tracking cannot answer).  --full forces a full read.\n");
+              "deduplicated, when tracking cannot answer).  --full forces a full read.\n"
+              "A VM (NAME.vmx) is backed up whole: its configuration, then every disk of a\n"
+              "snapshot taken for the backup (quiesced with --quiesce) and deleted after.\n");
       return 0;
     default:
       return cli_usage_error ("backup: unknown or incomplete option '%s'", argv[optind - 1]);
     }
   }
   if (argc - optind != 1)
-    return cli_usage_error ("usage: vmback backup [--repo R] DISK [--name NAME] [--full]");
+    return cli_usage_error ("usage: vmback backup [--repo R] DISK|VMX [--name NAME] [--full]");
+  bool vm = vb_connector_find (argv[optind]) != NULL;
+  if (!vm && o.quiesce != ENGINE_QUIESCE_OFF)
+    return cli_usage_error ("backup: --quiesce needs a VM (a .vmx), not a disk image");
   struct repo *r = cli_open_repo (c, rp, kf);
   if (!r)
     return 1;
@@ -63,13 +125,21 @@ cmd_backup (struct cli *c, int argc, char **argv)
   struct vb_error e = { 0 };
   struct timespec t0, t1;
   clock_gettime (CLOCK_MONOTONIC, &t0);
-  int rc = m ? engine_backup_disk (r, argv[optind], &o, m, &e) : -1;
+  int rc = -1;
+  if (m && vm) {
+    o.cancel = &cancel_signal;
+    cancel_handlers (false);
+    rc = engine_backup_vm (r, argv[optind], &o, m, &e);
+    cancel_handlers (true);
+  } else if (m)
+    rc = engine_backup_disk (r, argv[optind], &o, m, &e);
   clock_gettime (CLOCK_MONOTONIC, &t1);
   cli_progress_done (&p);
   repo_close (r);
   if (rc < 0) {
     free (m);
-    return cli_fail (&e);
+    cli_fail (&e);
+    return cancel_signal ? 128 + cancel_signal : 1;
   }
   cli_print_point (c, m, (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
   free (m);

@@ -1,4 +1,4 @@
-/* vmback list: restore points, oldest first. */
+/* vmback list: restore points (disk images and VMs), oldest first. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -24,6 +24,8 @@ point_json (const struct manifest *m)
   json_object_object_add (j, "started", json_object_new_int64 (m->started));
   json_object_object_add (j, "finished", json_object_new_int64 (m->finished));
   json_object_object_add (j, "tool", json_object_new_string (m->tool_version));
+  if (m->config_key[0])
+    json_object_object_add (j, "config-bytes", json_object_new_uint64 (m->config_size));
   json_object *ds = json_object_new_array ();
   for (size_t i = 0; i < m->n_disks; i++) {
     const struct manifest_disk *d = &m->disks[i];
@@ -108,7 +110,8 @@ cmd_list (struct cli *c, int argc, char **argv)
     cli_json_print (j);
   } else {
     if (n && !c->quiet)
-      printf ("%-44s %-20s %-11s %14s %14s\n", "ID", "TIME (UTC)", "TYPE", "DISK BYTES", "STORED NEW");
+      printf ("%-44s %-20s %-4s %-11s %5s %14s %14s\n", "ID", "TIME (UTC)", "KIND", "TYPE",
+              "DISKS", "DISK BYTES", "STORED NEW");
     for (size_t i = 0; i < n; i++) {
       char when[32];
       time_t t = (time_t) pts[i].finished;
@@ -122,8 +125,8 @@ cmd_list (struct cli *c, int argc, char **argv)
         stored += pts[i].disks[k].bytes_new_stored;
         incr |= strcmp (pts[i].disks[k].change_id_used, "*") != 0;
       }
-      printf ("%-44s %-20s %-11s %14" PRIu64 " %14" PRIu64 "\n", pts[i].id, when,
-              incr ? "incremental" : "full", size, stored);
+      printf ("%-44s %-20s %-4s %-11s %5zu %14" PRIu64 " %14" PRIu64 "\n", pts[i].id, when,
+              pts[i].kind, incr ? "incremental" : "full", pts[i].n_disks, size, stored);
     }
   }
   free (pts);

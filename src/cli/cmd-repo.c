@@ -6,9 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli.h"
+#include "vmback/engine.h"
 #include "vmback/repo.h"
 
 /* Read one line from the terminal without echo. */
@@ -213,7 +215,167 @@ repo_info_cmd (struct cli *c, int argc, char **argv)
   return 0;
 }
 
-/* vmback repo init|info */
+/* Open path with the secret from pass (a passphrase) or key_file, or a
+ * prompt on a terminal when the repository needs one.  Prints the error
+ * and returns NULL on failure. */
+static struct repo *
+open_with_secret (const char *path, const char *pass, const char *key_file,
+                  const char *prompt)
+{
+  struct repo *r = NULL;
+  struct vb_error e = { 0 };
+  int rc = repo_open (path, pass, key_file, &r, &e);
+  if (rc == -ENOKEY && !pass && !key_file && isatty (STDIN_FILENO)) {
+    FILE *tty = fopen ("/dev/tty", "w");
+    if (tty) {
+      fprintf (tty, "%s\n", path);
+      fclose (tty);
+    }
+    char *pw = cli_passphrase (prompt, false);
+    vb_err_clear (&e);
+    rc = pw ? repo_open (path, pw, NULL, &r, &e) : -ENOKEY;
+    if (pw) {
+      explicit_bzero (pw, strlen (pw));
+      free (pw);
+    }
+  }
+  if (rc < 0) {
+    cli_fail (&e);
+    return NULL;
+  }
+  return r;
+}
+
+/* Report lines of the copy: collected for --json, printed otherwise. */
+struct copy_lines { const struct cli *c; json_object *arr; };
+
+/* Print or collect one "copied ID" / "exists ID" line. */
+static void
+copy_line (void *opaque, const char *line)
+{
+  struct copy_lines *l = opaque;
+  if (l->c->json)
+    json_object_array_add (l->arr, json_object_new_string (line));
+  else if (!l->c->quiet)
+    printf ("%s\n", line);
+}
+
+/* Print the copy's summary (text or JSON). */
+static void
+print_copy (const struct cli *c, const struct engine_copy_result *res,
+            json_object *lines, double secs)
+{
+  if (c->json) {
+    json_object *j = json_object_new_object ();
+    json_object_object_add (j, "points-copied", json_object_new_uint64 (res->points_copied));
+    json_object_object_add (j, "points-present", json_object_new_uint64 (res->points_present));
+    json_object_object_add (j, "chunks-sent", json_object_new_uint64 (res->chunks_sent));
+    json_object_object_add (j, "chunks-present", json_object_new_uint64 (res->chunks_present));
+    json_object_object_add (j, "chunks-read", json_object_new_uint64 (res->chunks_read));
+    json_object_object_add (j, "bytes-sent", json_object_new_uint64 (res->bytes_sent));
+    json_object_object_add (j, "reencrypted", json_object_new_boolean (res->reencrypted));
+    json_object_object_add (j, "seconds", json_object_new_double (secs));
+    json_object_object_add (j, "points", lines);
+    cli_json_print (j);
+    return;
+  }
+  json_object_put (lines);
+  if (!c->quiet)
+    printf ("copied %" PRIu64 " point%s (%" PRIu64 " already there): %" PRIu64
+            " chunks sent (%" PRIu64 " bytes), %" PRIu64 " already there%s, %.1f s\n",
+            res->points_copied, res->points_copied == 1 ? "" : "s", res->points_present,
+            res->chunks_sent, res->bytes_sent, res->chunks_present,
+            res->reencrypted ? ", re-encrypted" : "", secs);
+}
+
+/* vmback repo copy SRC DST [POINT...] [--key-file F] [--dst-key-file F] */
+static int
+repo_copy_cmd (struct cli *c, int argc, char **argv)
+{
+  static const struct option lo[] = {
+    { "key-file", required_argument, 0, 'k' }, { "dst-key-file", required_argument, 0, 'K' },
+    { "threads", required_argument, 0, 't' }, { "help", no_argument, 0, 'h' },
+    { 0, 0, 0, 0 },
+  };
+  const char *kf = NULL, *dkf = NULL;
+  struct engine_copy_opts o = { 0 };
+  optind = 1;
+  opterr = 0;
+  int ch;
+  uint64_t v;
+  while ((ch = getopt_long (argc, argv, "h", lo, NULL)) != -1) {
+    switch (ch) {
+    case 'k': kf = optarg; break;
+    case 'K': dkf = optarg; break;
+    case 't':
+      if (cli_parse_u64 (optarg, &v) < 0 || v < 1 || v > 64)
+        return cli_usage_error ("repo copy: --threads takes 1..64");
+      o.threads = (int) v;
+      break;
+    case 'h':
+      printf ("usage: vmback repo copy SRC DST [POINT...] [--key-file F] [--dst-key-file F]\n"
+              "Copies restore points (all, or the POINTs given) from repository SRC to\n"
+              "repository DST (directories or s3://BUCKET/PREFIX), sending only the\n"
+              "chunks DST lacks; re-encrypts when the keys differ.  Rerun it after an\n"
+              "interruption: points already in DST are skipped.\n"
+              "SRC's secret: $VMBACK_PASSPHRASE, --key-file / $VMBACK_KEY_FILE.\n"
+              "DST's secret: $VMBACK_DST_PASSPHRASE, --dst-key-file / $VMBACK_DST_KEY_FILE,\n"
+              "else the same as SRC's.\n");
+      return 0;
+    default:
+      return cli_usage_error ("repo copy: unknown or incomplete option '%s'", argv[optind - 1]);
+    }
+  }
+  if (argc - optind < 2)
+    return cli_usage_error ("usage: vmback repo copy SRC DST [POINT...] [--key-file F] "
+                            "[--dst-key-file F]");
+  const char *src = argv[optind], *dst = argv[optind + 1];
+  o.points = (const char *const *) argv + optind + 2;
+  o.n_points = (size_t) (argc - optind - 2);
+  if (!kf)
+    kf = getenv ("VMBACK_KEY_FILE");
+  const char *pass = getenv ("VMBACK_PASSPHRASE");
+  const char *dpass = getenv ("VMBACK_DST_PASSPHRASE");
+  if (!dkf)
+    dkf = getenv ("VMBACK_DST_KEY_FILE");
+  if (!dpass && !dkf) {           /* same secret as the source */
+    dpass = pass;
+    dkf = kf;
+  }
+  struct repo *rs = open_with_secret (src, pass, kf, "source repository passphrase: ");
+  if (!rs)
+    return 1;
+  struct repo *rd = open_with_secret (dst, dpass, dkf, "destination repository passphrase: ");
+  if (!rd) {
+    repo_close (rs);
+    return 1;
+  }
+  struct cli_progress p;
+  cli_progress_init (&p, c, "copy");
+  o.progress = cli_progress_cb;
+  o.opaque = &p;
+  struct copy_lines l = { .c = c, .arr = json_object_new_array () };
+  o.report = copy_line;
+  o.report_opaque = &l;
+  struct engine_copy_result res;
+  struct vb_error e = { 0 };
+  struct timespec t0, t1;
+  clock_gettime (CLOCK_MONOTONIC, &t0);
+  int rc = engine_copy (rs, rd, &o, &res, &e);
+  clock_gettime (CLOCK_MONOTONIC, &t1);
+  cli_progress_done (&p);
+  repo_close (rd);
+  repo_close (rs);
+  if (rc < 0) {
+    json_object_put (l.arr);
+    return cli_fail (&e);
+  }
+  print_copy (c, &res, l.arr, (double) (t1.tv_sec - t0.tv_sec)
+                              + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9);
+  return 0;
+}
+
+/* vmback repo init|info|copy */
 int
 cmd_repo (struct cli *c, int argc, char **argv)
 {
@@ -221,10 +383,14 @@ cmd_repo (struct cli *c, int argc, char **argv)
     return repo_init_cmd (c, argc - 1, argv + 1);
   if (argc >= 2 && strcmp (argv[1], "info") == 0)
     return repo_info_cmd (c, argc - 1, argv + 1);
+  if (argc >= 2 && strcmp (argv[1], "copy") == 0)
+    return repo_copy_cmd (c, argc - 1, argv + 1);
   FILE *f = argc >= 2 && (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     ? stdout : stderr;
   fprintf (f, "usage: vmback repo init PATH [--chunk-size S] [--compression N] [--encrypt [--key-file F]]\n"
               "       vmback repo info [--repo R]\n"
+              "       vmback repo copy SRC DST [POINT...] [--key-file F] [--dst-key-file F]\n"
+              "A repository is a directory or s3://BUCKET/PREFIX (docs/S3.md).\n"
               "The passphrase of an encrypted repository comes from $VMBACK_PASSPHRASE,\n"
               "--key-file F / $VMBACK_KEY_FILE (the file's bytes), or a prompt.\n");
   return f == stdout ? 0 : 2;

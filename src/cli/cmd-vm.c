@@ -1034,6 +1034,8 @@ static const struct vm_sub subs[] = {
   { "info",   vm_info,   "VMX" },
   { "create", vm_create, "DIR/NAME.vmx [--disk SIZE[:TYPE]]... [--memory MB] [--cpus N] "
                          "[--guest-os ID] [--ctk] [--esxi]" },
+  { "snapshot", cmd_vm_snapshot, "create|delete|delete-all|revert|list|consolidate VMX [NAME] "
+                                 "(vmback vm snapshot --help)" },
 };
 
 /* Usage of the vm command. */
@@ -1059,7 +1061,7 @@ cmd_vm (struct cli *c, int argc, char **argv)
     return vm_usage (stdout, 0);
   for (size_t i = 0; i < sizeof subs / sizeof *subs; i++)
     if (strcmp (argv[1], subs[i].name) == 0) {
-      if (wants_help (argc - 1, argv + 1)) {
+      if (subs[i].fn != cmd_vm_snapshot && wants_help (argc - 1, argv + 1)) {
         printf ("usage: vmback vm %s %s\n", subs[i].name, subs[i].usage);
         return 0;
       }

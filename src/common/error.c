@@ -1,5 +1,6 @@
 /* vmback: error reporting helpers (see include/vmback/error.h). */
 #include <errno.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,4 +95,22 @@ vb_debug (const char *fmt, ...)
   vfprintf (stderr, fmt, ap);
   fputc ('\n', stderr);
   va_end (ap);
+}
+
+/* Die here if $VMBACK_CRASH_AT says so (see error.h). */
+void
+vb_crashpoint (const char *name)
+{
+  static unsigned long hits;
+  const char *want = getenv ("VMBACK_CRASH_AT");
+  if (!want || !*want)
+    return;
+  size_t n = strlen (name);
+  if (strncmp (want, name, n) != 0 || (want[n] != '\0' && want[n] != ':'))
+    return;
+  unsigned long nth = want[n] == ':' ? strtoul (want + n + 1, NULL, 10) : 1;
+  if (++hits == nth) {
+    fflush (NULL);
+    raise (SIGKILL);
+  }
 }

@@ -8,6 +8,7 @@
  * Reading happens in the main thread, hashing/compression/encryption/
  * storing in worker threads (pipeline.c). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -148,6 +149,10 @@ run_chunks (struct bctx *c, struct vdisk *d, struct plan *pl,
   for (uint64_t i = 0; i < ix->n && r == 0; i++) {
     uint64_t off = i * ix->chunk_size;
     uint64_t len = size - off < ix->chunk_size ? size - off : ix->chunk_size;
+    if (o->cancel && *o->cancel) {
+      r = vb_err (err, ECANCELED, "backup of '%s' interrupted", vdisk_path (d));
+      break;
+    }
     if (pl->incremental && !intersects (&pl->changed, &cursor, off, len)) {
       memcpy (ix->ids[i], pl->prev->ids[i], REPO_ID_LEN);
       if (index_is_zero (ix, i))
@@ -191,10 +196,11 @@ run_chunks (struct bctx *c, struct vdisk *d, struct plan *pl,
   return r;
 }
 
-/* Load the newest point of source (if any) and its index of disk key. */
+/* The newest point of source of the given kind into *pm; *have = false
+ * when there is none. */
 static int
-load_previous (struct repo *r, const char *source, struct manifest *pm,
-               struct repo_index *pix, bool *have, struct vb_error *err)
+load_previous (struct repo *r, const char *source, const char *kind,
+               struct manifest *pm, bool *have, struct vb_error *err)
 {
   struct manifest *all;
   size_t n;
@@ -202,42 +208,134 @@ load_previous (struct repo *r, const char *source, struct manifest *pm,
   int rc = repo_list_points (r, source, &all, &n, err);
   if (rc < 0)
     return rc;
-  if (n > 0) {
+  if (n > 0 && strcmp (all[n - 1].kind, kind) == 0) {
     *pm = all[n - 1];
-    rc = engine_load_index (r, pm, 0, pix, err);
-    if (rc == 0)
-      *have = true;
+    *have = true;
   }
   free (all);
-  return rc;
+  return 0;
 }
 
-/* Decide full vs incremental from the previous point and the tracker. */
+/* Say why a disk is read in full (VM backups; disk images stay quiet). */
+static void __attribute__ ((format (printf, 2, 3)))
+full_note (const struct engine_disk_src *src, const char *fmt, ...)
+{
+  if (!src->notes || getenv ("VMBACK_QUIET_FALLBACK"))
+    return;
+  char why[600];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (why, sizeof why, fmt, ap);
+  va_end (ap);
+  fprintf (stderr, "vmback: note: disk %s: %s; reading it in full\n", src->key, why);
+}
+
+/* Decide full vs incremental from the previous point's disk of the same
+ * key (pd, its index pix) and the change tracker. */
 static void
-make_plan (const char *disk_path, const struct manifest *pm, bool have_prev,
-           const struct repo_index *pix, uint64_t size, uint32_t chunk_size,
-           const struct engine_backup_opts *o, struct plan *pl,
+make_plan (const struct engine_disk_src *src, const struct manifest *pm,
+           const struct manifest_disk *pd, const struct repo_index *pix, uint64_t size,
+           uint32_t chunk_size, const struct engine_backup_opts *o, struct plan *pl,
            struct manifest_disk *md)
 {
   memset (pl, 0, sizeof *pl);
   snprintf (md->change_id_used, sizeof md->change_id_used, "*");
-  if (!have_prev || o->full)
+  if (o->full || !pm)
     return;
-  const struct manifest_disk *pd = &pm->disks[0];
-  if (pd->change_id[0] == '\0' || pix->disk_size != size || pix->chunk_size != chunk_size) {
+  if (!pd) {
+    full_note (src, "not in point %s", pm->id);
+    return;
+  }
+  if (pd->change_id[0] == '\0' || pix->chunk_size != chunk_size) {
     vb_debug ("previous point %s cannot seed an incremental: reading everything", pm->id);
+    full_note (src, "point %s has no changeId (or another chunk size) for it", pm->id);
+    return;
+  }
+  if (pix->disk_size != size) {
+    vb_debug ("previous point %s cannot seed an incremental: reading everything", pm->id);
+    full_note (src, "size changed from %llu to %llu bytes",
+               (unsigned long long) pix->disk_size, (unsigned long long) size);
     return;
   }
   struct vb_error qe = { 0 };
-  if (vdisk_query_changed (disk_path, pd->change_id, 0, &pl->changed, &qe) < 0) {
-    if (!getenv ("VMBACK_QUIET_FALLBACK"))
-      fprintf (stderr, "vmback: note: %s; reading the whole disk (deduplicated)\n", qe.msg);
+  if (src->changed (src->opaque, src->key, pd->change_id, &pl->changed, &qe) < 0) {
+    if (!getenv ("VMBACK_QUIET_FALLBACK")) {
+      if (src->notes)
+        fprintf (stderr, "vmback: note: disk %s: %s; reading it in full (deduplicated)\n",
+                 src->key, qe.msg);
+      else
+        fprintf (stderr, "vmback: note: %s; reading the whole disk (deduplicated)\n", qe.msg);
+    }
     vdisk_extent_list_free (&pl->changed);
     return;
   }
   pl->incremental = true;
   pl->prev = pix;
   snprintf (md->change_id_used, sizeof md->change_id_used, "%s", pd->change_id);
+}
+
+/* The disk of prev with key, or NULL. */
+static const struct manifest_disk *
+prev_disk (const struct manifest *prev, const char *key, int *idx)
+{
+  for (size_t i = 0; prev && i < prev->n_disks; i++)
+    if (strcmp (prev->disks[i].key, key) == 0) {
+      *idx = (int) i;
+      return &prev->disks[i];
+    }
+  return NULL;
+}
+
+/* Read one disk into ix and md (see engine-int.h). */
+int
+engine_backup_read (struct repo *r, const struct engine_disk_src *src,
+                    const struct manifest *prev, const struct engine_backup_opts *o,
+                    struct manifest_disk *md, struct repo_index *ix,
+                    struct vb_error *err)
+{
+  struct repo_index pix = { 0 };
+  struct vdisk *d = NULL;
+  struct bctx c = { .r = r, .md = md };
+  struct plan pl = { 0 };
+  snprintf (md->key, sizeof md->key, "%s", src->key);
+  snprintf (md->source, sizeof md->source, "%s", src->path);
+  snprintf (md->change_id, sizeof md->change_id, "%s", src->change_id);
+  int rc = vdisk_open (src->path, VDISK_OPEN_RDONLY, &d, err);
+  if (rc < 0)
+    return rc;
+  uint64_t size = vdisk_size (d);
+  uint32_t cs = repo_chunk_size (r);
+  md->size = size;
+  int pidx = -1;
+  const struct manifest_disk *pd = prev_disk (prev, src->key, &pidx);
+  if (pd && (rc = engine_load_index (r, prev, pidx, &pix, err)) < 0)
+    goto out;
+  make_plan (src, prev, pd, &pix, size, cs, o, &pl, md);
+  if ((rc = index_alloc (ix, size, cs, err)) < 0)
+    goto out;
+  c.b = repo_backend (r);
+  c.k = repo_keys (r);
+  c.level = repo_compress_level (r);
+  pthread_mutex_init (&c.mu, NULL);
+  rc = run_chunks (&c, d, &pl, ix, o, err);
+  pthread_mutex_destroy (&c.mu);
+out:
+  vdisk_close (d, NULL);
+  vdisk_extent_list_free (&pl.changed);
+  idset_free (&c.seen);
+  index_free (&pix);
+  if (rc < 0)
+    index_free (ix);
+  return rc;
+}
+
+/* The disk file's own change tracking (disk images). */
+static int
+file_changed (void *opaque, const char *key, const char *since,
+              struct vdisk_extent_list *out, struct vb_error *err)
+{
+  (void) key;
+  return vdisk_query_changed (opaque, since, 0, out, err);
 }
 
 /* Source name from a path: file name without extension, safe characters. */
@@ -268,10 +366,7 @@ engine_backup_disk (struct repo *r, const char *disk_path,
                     struct vb_error *err)
 {
   struct manifest *m = calloc (1, sizeof *m), *pm = calloc (1, sizeof *pm);
-  struct repo_index ix = { 0 }, pix = { 0 };
-  struct vdisk *d = NULL;
-  struct bctx c = { .r = r };
-  struct plan pl = { 0 };
+  struct repo_index ix = { 0 };
   int rc;
   if (!m || !pm) {
     rc = vb_errno (err, ENOMEM, "backup of '%s'", disk_path);
@@ -284,36 +379,25 @@ engine_backup_disk (struct repo *r, const char *disk_path,
     snprintf (m->source_name, sizeof m->source_name, "%s", o->source_name);
   else
     default_source (disk_path, m->source_name, sizeof m->source_name);
-  struct manifest_disk *md = &m->disks[0];
   m->n_disks = 1;
-  snprintf (md->key, sizeof md->key, "disk0");
-  snprintf (md->source, sizeof md->source, "%s", disk_path);
   /* the changeId is taken before reading: writes during the read show up
    * in the next incremental rather than being lost */
+  char cid[128];
   struct vb_error ce = { 0 };
-  if (vdisk_ctk_change_id (disk_path, md->change_id, sizeof md->change_id, &ce) < 0)
-    md->change_id[0] = '\0';
-  if ((rc = vdisk_open (disk_path, VDISK_OPEN_RDONLY, &d, err)) < 0)
-    goto out;
-  uint64_t size = vdisk_size (d);
-  uint32_t cs = repo_chunk_size (r);
-  md->size = size;
+  if (vdisk_ctk_change_id (disk_path, cid, sizeof cid, &ce) < 0)
+    cid[0] = '\0';
   bool have_prev;
-  if ((rc = load_previous (r, m->source_name, pm, &pix, &have_prev, err)) < 0)
+  if ((rc = load_previous (r, m->source_name, "disk", pm, &have_prev, err)) < 0)
     goto out;
-  make_plan (disk_path, pm, have_prev, &pix, size, cs, o, &pl, md);
   if (have_prev)
     snprintf (m->parent_id, sizeof m->parent_id, "%s", pm->id);
-  if ((rc = index_alloc (&ix, size, cs, err)) < 0)
-    goto out;
-  c.b = repo_backend (r);
-  c.k = repo_keys (r);
-  c.level = repo_compress_level (r);
-  c.md = md;
-  pthread_mutex_init (&c.mu, NULL);
-  rc = run_chunks (&c, d, &pl, &ix, o, err);
-  pthread_mutex_destroy (&c.mu);
-  if (rc < 0)
+  struct engine_disk_src src = {
+    .key = "disk0", .path = disk_path, .change_id = cid,
+    .changed = file_changed, .opaque = (void *) disk_path,
+  };
+  uint32_t cs = repo_chunk_size (r);
+  if ((rc = engine_backup_read (r, &src, have_prev ? pm : NULL, o, &m->disks[0], &ix,
+                                err)) < 0)
     goto out;
   m->chunk_size = cs;
   snprintf (m->kind, sizeof m->kind, "disk");
@@ -321,7 +405,8 @@ engine_backup_disk (struct repo *r, const char *disk_path,
   snprintf (m->transport, sizeof m->transport, "file");
   snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
   /* every chunk durable before the index that references it */
-  if (c.b->ops->sync && (rc = c.b->ops->sync (c.b, err)) < 0)
+  struct repo_backend *b = repo_backend (r);
+  if (b->ops->sync && (rc = b->ops->sync (b, err)) < 0)
     goto out;
   if ((rc = repo_new_point_id (r, m->source_name, m->started, m->id, sizeof m->id, err)) < 0)
     goto out;
@@ -334,13 +419,8 @@ engine_backup_disk (struct repo *r, const char *disk_path,
     *out = *m;
 out:
   repo_unlock (r);
-  if (d)
-    vdisk_close (d, NULL);
 out_free:
-  vdisk_extent_list_free (&pl.changed);
-  idset_free (&c.seen);
   index_free (&ix);
-  index_free (&pix);
   free (m);
   free (pm);
   return rc;

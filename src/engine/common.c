@@ -40,9 +40,9 @@ engine_load_index (struct repo *r, const struct manifest *m, int disk,
   rc = index_decode (repo_keys (r), buf, len, key, ix, err);
   free (buf);
   if (rc == 0 && ix->disk_size != md->size) {
-    index_free (ix);
     rc = vb_err (err, EBADMSG, "index '%s' is for %llu bytes, the manifest says %llu",
                  key, (unsigned long long) ix->disk_size, (unsigned long long) md->size);
+    index_free (ix);
   }
   return rc;
 }
@@ -91,4 +91,67 @@ engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
   rc = chunk_decode (repo_keys (r), id, blob, blen, out, cap, err);
   free (blob);
   return rc;
+}
+
+/* Store a VM configuration as "snapshots/<id>/config", a chunk-like blob. */
+int
+engine_store_config (struct repo *r, struct manifest *m, const char *text, size_t len,
+                     struct vb_error *err)
+{
+  if (len == 0 || len > CHUNK_MAX_SIZE)
+    return vb_err (err, EINVAL, "configuration of %s has %zu bytes (1..%u allowed)",
+                   m->source_name, len, CHUNK_MAX_SIZE);
+  const struct repo_keys *k = repo_keys (r);
+  crypto_chunk_id (k, text, len, m->config_id);
+  uint8_t *blob;
+  size_t blen;
+  int rc = chunk_encode (k, m->config_id, text, len, repo_compress_level (r), &blob, &blen,
+                         err);
+  if (rc < 0)
+    return rc;
+  snprintf (m->config_key, sizeof m->config_key, "snapshots/%s/config", m->id);
+  m->config_size = len;
+  struct repo_backend *b = repo_backend (r);
+  rc = b->ops->put (b, m->config_key, blob, blen, 0, err);
+  free (blob);
+  return rc;
+}
+
+/* Fetch and decode a point's configuration; its id binds it. */
+int
+engine_load_config (struct repo *r, const struct manifest *m, char **text, size_t *len,
+                    struct vb_error *err)
+{
+  *text = NULL;
+  *len = 0;
+  if (m->config_key[0] == '\0')
+    return vb_err (err, ENOENT, "point %s has no saved VM configuration", m->id);
+  struct repo_backend *b = repo_backend (r);
+  uint8_t *blob;
+  size_t blen;
+  int rc = b->ops->get (b, m->config_key, CHUNK_MAX_SIZE + 4096, &blob, &blen, err);
+  if (rc < 0) {
+    vb_err_prefix (err, "point %s", m->id);
+    return rc;
+  }
+  char *out = malloc (m->config_size + 1);
+  if (!out) {
+    free (blob);
+    return vb_errno (err, ENOMEM, "configuration of point %s", m->id);
+  }
+  int n = chunk_decode (repo_keys (r), m->config_id, blob, blen, (uint8_t *) out,
+                        m->config_size, err);
+  free (blob);
+  if (n >= 0 && (uint64_t) n != m->config_size)
+    n = vb_err (err, EBADMSG, "it has %d bytes, the manifest says %llu", n,
+                (unsigned long long) m->config_size);
+  if (n < 0) {
+    free (out);
+    vb_err_prefix (err, "configuration '%s' of point %s", m->config_key, m->id);
+    return n;
+  }
+  out[n] = '\0';
+  *text = out;
+  *len = (size_t) n;
+  return 0;
 }

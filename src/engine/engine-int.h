@@ -25,4 +25,53 @@ int engine_store_index (struct repo *r, struct manifest *m, int disk,
 int engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
                         size_t cap, struct vb_error *err);
 
+/* Store a VM's configuration as the point's config object (encoded like
+ * a chunk blob), recording its key, id and size in m (m->id set). */
+int engine_store_config (struct repo *r, struct manifest *m, const char *text,
+                         size_t len, struct vb_error *err);
+/* Fetch, decode and authenticate (its id must be the manifest's) the
+ * configuration of point m: malloc'd, NUL-terminated text. */
+int engine_load_config (struct repo *r, const struct manifest *m, char **text,
+                        size_t *len, struct vb_error *err);
+
+/* Areas of a disk changed since a changeId ("" or invalid: -ESTALE or
+ * another error, then everything is read/compared). */
+typedef int (*engine_changed_fn) (void *opaque, const char *key, const char *since,
+                                  struct vdisk_extent_list *out, struct vb_error *err);
+
+/* Where one disk's bytes come from in a backup. */
+struct engine_disk_src {
+  const char *key;           /* device key recorded in the manifest */
+  const char *path;          /* the disk (or snapshot layer) read with vdisk */
+  const char *change_id;     /* its changeId, "" if none */
+  engine_changed_fn changed;
+  void *opaque;
+  bool notes;                /* say on stderr why a disk is read in full */
+};
+
+/* Read one disk into ix and md (key, source, size, changeIds, counters):
+ * incremental from the disk of the same key in prev (may be NULL) when
+ * its changeId and geometry allow, else every allocated area.  Stops with
+ * -ECANCELED when *o->cancel becomes non-zero. */
+int engine_backup_read (struct repo *r, const struct engine_disk_src *src,
+                        const struct manifest *prev, const struct engine_backup_opts *o,
+                        struct manifest_disk *md, struct repo_index *ix,
+                        struct vb_error *err);
+
+/* engine_restore_in_place with the changed areas from a callback (NULL:
+ * the disk file's own change tracking). */
+int engine_restore_in_place_src (struct repo *r, const struct manifest *m,
+                                 const char *disk_path, engine_changed_fn changed,
+                                 void *opaque, const struct engine_restore_opts *o,
+                                 struct engine_inplace_result *res, struct vb_error *err);
+
+/* Name prefixes of the snapshots our flows take, and their descriptions;
+ * any snapshot named so is a leftover of an interrupted run. */
+#define ENGINE_SNAP_BACKUP "vmback-backup-"
+#define ENGINE_SNAP_RESTORE "vmback-restore-"
+struct vb_connector;
+/* Delete every snapshot of c named with one of our prefixes, saying so on
+ * stderr; returns how many or a negative errno. */
+int engine_delete_leftovers (struct vb_connector *c, struct vb_error *err);
+
 #endif

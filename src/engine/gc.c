@@ -12,6 +12,7 @@
 #include "engine-int.h"
 
 struct sweep {
+  struct repo *r;
   struct repo_backend *b;
   const struct idset *live;
   bool dry_run;
@@ -40,6 +41,9 @@ sweep_one (void *opaque, const char *key, uint64_t size)
   s->res->chunks_total++;
   if (idset_has (s->live, id))
     return 0;
+  /* our exclusive lock must still hold (it may expire: docs/S3.md) */
+  if (!s->dry_run && (s->rc = repo_lock_check (s->r, s->err)) < 0)
+    return 1;
   s->res->chunks_deleted++;
   s->res->bytes_deleted += size;
   if (!s->dry_run && (s->rc = s->b->ops->del (s->b, key, s->err)) < 0)
@@ -78,7 +82,7 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
   }
   if (rc == 0) {
     struct repo_backend *b = repo_backend (r);
-    struct sweep s = { .b = b, .live = &live, .dry_run = dry_run, .res = res, .err = err };
+    struct sweep s = { .r = r, .b = b, .live = &live, .dry_run = dry_run, .res = res, .err = err };
     rc = b->ops->list (b, "chunks/", sweep_one, &s, err);
     if (rc > 0)
       rc = s.rc;

@@ -173,17 +173,22 @@ out:
   return rc;
 }
 
-/* Mark chunks touched by the disk's changes since the point. */
+/* Mark chunks touched by the disk's changes since the point, asked of
+ * changed (NULL: the disk file's own change tracking). */
 static int
-want_from_ctk (const char *disk_path, const struct manifest_disk *md,
-               const struct repo_index *ix, bool *want, struct vb_error *err)
+want_from_ctk (const char *disk_path, engine_changed_fn changed, void *opaque,
+               const struct manifest_disk *md, const struct repo_index *ix, bool *want,
+               struct vb_error *err)
 {
   struct vdisk_extent_list l = { 0 };
   if (md->change_id[0] == '\0')
     return -ESTALE;
-  int rc = vdisk_query_changed (disk_path, md->change_id, 0, &l, err);
-  if (rc < 0)
+  int rc = changed ? changed (opaque, md->key, md->change_id, &l, err)
+    : vdisk_query_changed (disk_path, md->change_id, 0, &l, err);
+  if (rc < 0) {
+    vdisk_extent_list_free (&l);
     return rc;
+  }
   for (size_t k = 0; k < l.n; k++) {
     uint64_t a = l.v[k].offset / ix->chunk_size;
     uint64_t b = (l.v[k].offset + l.v[k].length - 1) / ix->chunk_size;
@@ -225,6 +230,16 @@ engine_restore_in_place (struct repo *r, const struct manifest *m,
                          const char *disk_path, const struct engine_restore_opts *o,
                          struct engine_inplace_result *res, struct vb_error *err)
 {
+  return engine_restore_in_place_src (r, m, disk_path, NULL, NULL, o, res, err);
+}
+
+/* Restore in place with the changed areas from a callback. */
+int
+engine_restore_in_place_src (struct repo *r, const struct manifest *m,
+                             const char *disk_path, engine_changed_fn changed,
+                             void *opaque, const struct engine_restore_opts *o,
+                             struct engine_inplace_result *res, struct vb_error *err)
+{
   memset (res, 0, sizeof *res);
   if (o->disk < 0 || (size_t) o->disk >= m->n_disks)
     return vb_err (err, EINVAL, "point %s has no disk %d", m->id, o->disk);
@@ -242,7 +257,7 @@ engine_restore_in_place (struct repo *r, const struct manifest *m,
     goto out;
   }
   struct vb_error ce = { 0 };
-  rc = want_from_ctk (disk_path, &m->disks[o->disk], &ix, want, &ce);
+  rc = want_from_ctk (disk_path, changed, opaque, &m->disks[o->disk], &ix, want, &ce);
   res->used_ctk = rc == 0;
   if ((rc = vdisk_open (disk_path, VDISK_OPEN_RDWR, &d, err)) < 0)
     goto out;
@@ -254,7 +269,9 @@ engine_restore_in_place (struct repo *r, const struct manifest *m,
   }
   if (!res->used_ctk) {
     if (!getenv ("VMBACK_QUIET_FALLBACK"))
-      fprintf (stderr, "vmback: note: %s; comparing chunk hashes instead\n",
+      fprintf (stderr, "vmback: note: %s%s%s%s; comparing chunk hashes instead\n",
+               changed ? "disk " : "", changed ? m->disks[o->disk].key : "",
+               changed ? ": " : "",
                ce.msg[0] ? ce.msg : "no change tracking since the point");
     if ((rc = want_from_hashes (r, d, &ix, want, err)) < 0)
       goto out;

@@ -58,6 +58,16 @@ collect (struct repo *r, struct manifest *pts, size_t np, bool *bad_point,
   struct vchunk *v = NULL;
   size_t n = 0, cap = 0;
   for (size_t p = 0; p < np; p++) {
+    if (pts[p].config_key[0]) {          /* a VM's saved configuration */
+      char *text;
+      size_t len;
+      struct vb_error e = { 0 };
+      if (engine_load_config (r, &pts[p], &text, &len, &e) < 0) {
+        say (report, opaque, "point %s: %s", pts[p].id, e.msg);
+        bad_point[p] = true;
+      } else
+        free (text);
+    }
     for (size_t dk = 0; dk < pts[p].n_disks; dk++) {
       struct repo_index ix = { 0 };
       struct vb_error e = { 0 };

@@ -97,6 +97,12 @@ check_manifest (const struct manifest *m, const char *what, int code,
   if (!chunk_size_ok (m->chunk_size))
     return vb_err (err, code, "%s: bad chunk size %" PRIu32, what,
                    m->chunk_size);
+  if (m->config_key[0] != '\0' && !key_safe (m->config_key, true))
+    return vb_err (err, code, "%s: bad config key (not a safe relative "
+                   "path)", what);
+  if (m->config_size > CHUNK_MAX_SIZE)
+    return vb_err (err, code, "%s: config of %" PRIu64 " bytes, at most %u",
+                   what, m->config_size, CHUNK_MAX_SIZE);
   if (m->n_disks > MANIFEST_MAX_DISKS)
     return vb_err (err, code, "%s: %zu disks, at most %d", what,
                    m->n_disks, MANIFEST_MAX_DISKS);
@@ -145,6 +151,7 @@ unterminated_field (const struct manifest *m)
   if (!TERMINATED (m->consistency)) return "consistency";
   if (!TERMINATED (m->transport)) return "transport";
   if (!TERMINATED (m->tool_version)) return "tool_version";
+  if (!TERMINATED (m->config_key)) return "config_key";
   for (size_t i = 0; i < m->n_disks && i < MANIFEST_MAX_DISKS; i++) {
     const struct manifest_disk *d = &m->disks[i];
     if (!TERMINATED (d->key)) return "disks[].key";
@@ -223,6 +230,13 @@ manifest_to_json (const struct manifest *m)
     && add (o, "started", json_object_new_int64 (m->started))
     && add (o, "finished", json_object_new_int64 (m->finished))
     && add (o, "chunk_size", json_object_new_int64 (m->chunk_size));
+  if (ok && m->config_key[0] != '\0') {    /* absent for disk points */
+    char id_hex[2 * 32 + 1];
+    hex_encode (m->config_id, 32, id_hex);
+    ok = add (o, "config_key", json_object_new_string (m->config_key))
+      && add (o, "config_id", json_object_new_string (id_hex))
+      && add (o, "config_size", json_object_new_uint64 (m->config_size));
+  }
   for (size_t i = 0; ok && i < m->n_disks; i++) {
     json_object *d = disk_to_json (&m->disks[i]);
     ok = d != NULL && json_object_array_add (disks, d) == 0;
@@ -418,6 +432,31 @@ get_disk (struct rd *rd, json_object *o, size_t i, struct manifest_disk *d)
   return 0;
 }
 
+/* Read the optional config members (all three or none; manifests of
+ * disk points and older ones have none). */
+static int
+get_config (struct rd *rd, json_object *o, struct manifest *m)
+{
+  json_object *v;
+  if (!json_object_object_get_ex (o, "config_key", &v))
+    return 0;
+  char id_hex[2 * 32 + 1];
+  int r;
+  if ((r = get_str (rd, o, "", "config_key", m->config_key,
+                    sizeof m->config_key)) < 0
+      || (r = get_str (rd, o, "", "config_id", id_hex, sizeof id_hex)) < 0
+      || (r = get_u64 (rd, o, "", "config_size", CHUNK_MAX_SIZE,
+                       &m->config_size)) < 0)
+    return r;
+  if (m->config_key[0] == '\0')
+    return vb_err (rd->err, EBADMSG, "manifest '%s': field 'config_key' is "
+                   "empty", rd->name);
+  if (strlen (id_hex) != HMAC_HEX_LEN || hex_decode (id_hex, m->config_id, 32) < 0)
+    return vb_err (rd->err, EBADMSG, "manifest '%s': field 'config_id' is not "
+                   "64 hex digits", rd->name);
+  return 0;
+}
+
 /* Read every field of an authenticated manifest object into m. */
 static int
 get_manifest (struct rd *rd, json_object *o, struct manifest *m)
@@ -453,6 +492,8 @@ get_manifest (struct rd *rd, json_object *o, struct manifest *m)
   m->started = started;
   m->finished = finished;
   m->chunk_size = (uint32_t) chunk_size;      /* <= CHUNK_MAX_SIZE */
+  if ((r = get_config (rd, o, m)) < 0)
+    return r;
 
   json_object *disks;
   if ((r = member (rd, o, "disks", "disks", &disks)) < 0)

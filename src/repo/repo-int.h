@@ -71,10 +71,15 @@ struct repo_backend {
 };
 
 extern const struct repo_backend_ops repo_backend_local;
+extern const struct repo_backend_ops repo_backend_s3;   /* backend-s3.c */
 
 /* The repository's own lock name buffer (repo.c), used by lock.c. */
 struct repo;
 char *repo_lock_slot (struct repo *r);
+/* The state of the lock held through r (its refresher; lock.c), NULL when
+ * none is held; repo.c keeps the pointer. */
+struct repo_lock_state;
+struct repo_lock_state **repo_lock_state_slot (struct repo *r);
 
 /* ---- crypto ---------------------------------------------------------------- */
 
@@ -188,6 +193,13 @@ struct manifest {
   char tool_version[32];
   int64_t started, finished; /* unix seconds */
   uint32_t chunk_size;
+  /* The VM's configuration saved with a "vm" point: an object encoded
+   * like a chunk blob (so compressed, encrypted in encrypted
+   * repositories) whose plaintext has chunk id config_id; config_key ""
+   * = none (disk points, manifests written before configs existed). */
+  char config_key[256];
+  uint8_t config_id[32];
+  uint64_t config_size;      /* plaintext bytes, <= CHUNK_MAX_SIZE */
   size_t n_disks;
   struct manifest_disk disks[MANIFEST_MAX_DISKS];
 };

@@ -52,6 +52,7 @@ struct repo {
   char kdf[64];
   struct repo_keys keys;
   char lock_key[256];          /* own lock object, "" if none (lock.c) */
+  struct repo_lock_state *lock_state;   /* its refresher (lock.c) */
 };
 
 /* Own lock slot for lock.c (256 bytes). */
@@ -59,6 +60,13 @@ char *
 repo_lock_slot (struct repo *r)
 {
   return r->lock_key;
+}
+
+/* Own lock state slot for lock.c. */
+struct repo_lock_state **
+repo_lock_state_slot (struct repo *r)
+{
+  return &r->lock_state;
 }
 
 /* --- small helpers -------------------------------------------------------- */
@@ -306,6 +314,35 @@ check_empty_dir (const char *path, struct vb_error *err)
   return 0;
 }
 
+/* The storage backend for a repository path: S3 for an "s3://" URL,
+ * else the local directory backend. */
+static const struct repo_backend_ops *
+backend_for (const char *path)
+{
+  return repo_is_s3_url (path) ? &repo_backend_s3 : &repo_backend_local;
+}
+
+static int any_object (void *opaque, const char *key, uint64_t size);
+
+/* Refuse a store (S3 prefix) that holds a config or any other object. */
+static int
+check_empty_store (struct repo_backend *b, const char *path,
+                   struct vb_error *err)
+{
+  int r = b->ops->exists (b, CONFIG_KEY, err);
+  if (r < 0)
+    return r;
+  if (r == 1)
+    return vb_err (err, EEXIST, "'%s' already holds a repository", path);
+  r = b->ops->list (b, "", any_object, NULL, err);
+  if (r < 0)
+    return r;
+  if (r > 0)
+    return vb_err (err, EEXIST, "cannot create repository in '%s': it already "
+                   "holds objects", path);
+  return 0;
+}
+
 /* Create a repository: check options and directory, write the key file,
  * then the config (last: the repository exists once it is durable). */
 int
@@ -342,11 +379,14 @@ repo_init (const char *path, const struct repo_init_opts *o,
   struct repo_keys keys;
   char *keyfile = NULL;
   struct json_object *cfg = NULL;
-  int r = check_empty_dir (path, err);
+  bool s3 = repo_is_s3_url (path);
+  int r = s3 ? 0 : check_empty_dir (path, err);
   if (r < 0)
     goto out;
-  r = repo_backend_local.open (path, true, &b, err);
+  r = backend_for (path)->open (path, true, &b, err);
   if (r < 0)
+    goto out;
+  if (s3 && (r = check_empty_store (b, path, err)) < 0)
     goto out;
   r = crypto_keys_generate (&keys, o->encrypt, err);
   if (r < 0)
@@ -365,7 +405,7 @@ repo_init (const char *path, const struct repo_init_opts *o,
   /* the usual directories, so the layout is visible from the start
    * (the backend creates them on demand anyway) */
   static const char *const dirs[] = { "chunks", "snapshots", "locks" };
-  for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+  for (size_t i = 0; !s3 && i < sizeof dirs / sizeof dirs[0]; i++) {
     char d[4096];
     snprintf (d, sizeof d, "%s/%s", path, dirs[i]);
     if (mkdir (d, 0700) < 0 && errno != EEXIST) {
@@ -494,7 +534,7 @@ repo_open (const char *path, const char *passphrase, const char *key_file,
   uint8_t *buf = NULL;
   size_t len = 0;
   char *owned = NULL;
-  int rc = repo_backend_local.open (path, false, &r->b, err);
+  int rc = backend_for (path)->open (path, false, &r->b, err);
   if (rc < 0)
     goto fail;
   rc = r->b->ops->get (r->b, CONFIG_KEY, CONFIG_MAX, &buf, &len, err);
@@ -600,6 +640,12 @@ const char *
 repo_path (const struct repo *r)
 {
   return r->path;
+}
+
+const char *
+repo_id (const struct repo *r)
+{
+  return r->id;
 }
 
 /* --- info ---------------------------------------------------------------- */
@@ -932,9 +978,14 @@ repo_put_manifest (struct repo *r, const struct manifest *m,
   if (!point_id_ok (m->id, src) || strcmp (src, m->source_name) != 0)
     return vb_err (err, EINVAL, "invalid point id '%.128s' for source "
                    "'%.128s'", m->id, m->source_name);
+  /* the lock protects the chunks the point uses from gc: publish only
+   * while it is certainly still held */
+  int rc = repo_lock_check (r, err);
+  if (rc < 0)
+    return rc;
   char *json = NULL;
   size_t len = 0;
-  int rc = manifest_encode (&r->keys, m, &json, &len, err);
+  rc = manifest_encode (&r->keys, m, &json, &len, err);
   if (rc < 0)
     return rc;
   char key[512];
@@ -982,7 +1033,10 @@ repo_delete_point (struct repo *r, const char *id, struct vb_error *err)
     return vb_err (err, EINVAL, "invalid point id '%.256s'", id);
   char key[512];
   snprintf (key, sizeof key, "snapshots/%s/manifest", id);
-  int rc = r->b->ops->exists (r->b, key, err);
+  int rc = repo_lock_check (r, err);
+  if (rc < 0)
+    return rc;
+  rc = r->b->ops->exists (r->b, key, err);
   if (rc < 0)
     return rc;
   if (rc == 0)

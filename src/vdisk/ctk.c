@@ -608,6 +608,36 @@ ctk_close (struct ctk *c, uint32_t final_cid, struct vb_error *err)
   return r;
 }
 
+/* Copy a valid tracker to path with another CID (see ctk.h). */
+int
+ctk_save_as (const struct ctk *c, const char *path, uint32_t cid,
+             struct vb_error *err)
+{
+  if (!c->valid)
+    return vb_err (err, ESTALE, "change tracking file '%s' is invalid: %s",
+                   c->path, c->reason);
+  struct ctk *t = ctk_new (path, true);
+  uint8_t *img = malloc (c->img_len);
+  if (!t || !img) {
+    free (img);
+    ctk_free (t);
+    return vb_errno (err, ENOMEM, "cannot write change tracking file '%s'", path);
+  }
+  memcpy (img, c->img, c->img_len);
+  t->img = img;
+  t->img_len = c->img_len;
+  t->valid = true;
+  t->flags = c->flags & ~CTK_FLAG_DIRTY;
+  t->disk_size = c->disk_size;
+  t->nblocks = c->nblocks;
+  t->seq = c->seq;
+  t->cid = cid;
+  memcpy (t->uuid, c->uuid, sizeof t->uuid);
+  int r = write_image (t, err);
+  ctk_free (t);
+  return r;
+}
+
 /* Format the changeId of the current state.  During a write session the
  * state after the session in progress does not exist yet, so we return
  * the previous one: queries from it include this session's blocks.  An

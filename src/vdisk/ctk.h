@@ -52,6 +52,13 @@ void ctk_mark (struct ctk *c, uint64_t off, uint64_t len);
  * atomically via a temp file and rename) and free.  Always frees c. */
 int ctk_close (struct ctk *c, uint32_t final_cid, struct vb_error *err);
 
+/* Write a valid tracker's whole state (uuid, sequence, stamps) to
+ * another file, bound to CID cid: the tracker of a layer that takes over
+ * this one's history (a snapshot's new child, a merge target).  -ESTALE
+ * if c is invalid.  c itself is unchanged. */
+int ctk_save_as (const struct ctk *c, const char *path, uint32_t cid,
+                 struct vb_error *err);
+
 /* Current changeId, "<uuid>/<seq>". */
 void ctk_change_id (const struct ctk *c, char *buf, size_t len);
 

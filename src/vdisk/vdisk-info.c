@@ -172,6 +172,28 @@ vdisk_check (const char *path, bool repair, vdisk_report_fn report,
   return problems;
 }
 
+/* Point layer l at a tracker file (NAME-ctk.vmdk) when it has none;
+ * *out gets the tracker's path (malloc'd). */
+static int
+layer_ensure_ctk_path (struct vdisk_layer *l, char **out, struct vb_error *err)
+{
+  if ((*out = layer_ctk_path (l)))
+    return 0;
+  char *p = ctk_default_path (l->path);
+  const char *base = p ? strrchr (p, '/') : NULL;
+  if (!p || vmdk_desc_set_str (&l->desc.change_track_path, base ? base + 1 : p) < 0) {
+    free (p);
+    return vb_errno (err, ENOMEM, "cannot track changes of '%s'", l->path);
+  }
+  int r = vdisk_layer_write_desc (l, err);
+  if (r < 0) {
+    free (p);
+    return r;
+  }
+  *out = p;
+  return 0;
+}
+
 /* Turn change tracking on: a fresh tracker, then changeTrackPath=. */
 int
 vdisk_ctk_enable (const char *path, struct vb_error *err)
@@ -186,18 +208,10 @@ vdisk_ctk_enable (const char *path, struct vb_error *err)
                    "cannot track changes of '%s': change tracking needs a VMDK descriptor "
                    "(convert the disk to a .vmdk first)", path);
   }
-  char *ctkp = l->desc.change_track_path ? vdisk_path_join (l->dir, l->desc.change_track_path)
-    : ctk_default_path (path);
-  if (!ctkp) {
-    vdisk_layer_close (l, NULL);
-    return vb_errno (err, ENOMEM, "cannot enable change tracking of '%s'", path);
-  }
-  r = ctk_create (ctkp, l->size, l->desc.cid, err);
-  if (r == 0 && !l->desc.change_track_path) {
-    const char *base = strrchr (ctkp, '/');
-    vmdk_desc_set_str (&l->desc.change_track_path, base ? base + 1 : ctkp);
-    r = vdisk_layer_write_desc (l, err);
-  }
+  char *ctkp = NULL;
+  r = layer_ensure_ctk_path (l, &ctkp, err);
+  if (r == 0)
+    r = ctk_create (ctkp, l->size, l->desc.cid, err);
   free (ctkp);
   vdisk_layer_close (l, NULL);
   return r;
@@ -220,6 +234,49 @@ vdisk_ctk_disable (const char *path, struct vb_error *err)
     free (ctkp);
   }
   vdisk_layer_close (l, NULL);
+  return r;
+}
+
+/* Hand the tracking history of one layer to another (see vdisk.h). */
+int
+vdisk_ctk_copy (const char *from, const char *to, struct vb_error *err)
+{
+  struct vdisk_layer *f = NULL, *t = NULL;
+  struct ctk *c = NULL;
+  char *tp = NULL;
+  int r = vdisk_layer_open (from, false, &f, err);
+  if (r == 0)
+    r = vdisk_layer_open (to, true, &t, err);
+  if (r == 0 && !t->has_desc)
+    r = vb_err (err, ENOTSUP, "cannot track changes of '%s': it has no descriptor", to);
+  if (r == 0 && f->size != t->size)
+    r = vb_err (err, EINVAL, "cannot copy change tracking from '%s' to '%s': "
+                "the sizes differ", from, to);
+  if (r == 0)
+    r = layer_ctk_open_ro (f, &c, err);
+  if (r < 0)
+    goto out;
+  if (!c) {                  /* nothing to hand over: tracking stays as it is */
+    tp = layer_ctk_path (t);
+    if (tp && unlink (tp) < 0 && errno != ENOENT)
+      r = vb_errno (err, errno, "cannot remove '%s'", tp);
+    goto out;
+  }
+  if ((r = layer_ensure_ctk_path (t, &tp, err)) < 0)
+    goto out;
+  if (ctk_valid (c, NULL)) {
+    r = ctk_save_as (c, tp, t->desc.cid, err);
+    if (r == 0)
+      r = 1;
+  } else if (unlink (tp) < 0 && errno != ENOENT) {
+    r = vb_errno (err, errno, "cannot remove '%s'", tp);
+  }
+out:
+  if (c)
+    ctk_close (c, f->desc.cid, NULL);
+  free (tp);
+  vdisk_layer_close (t, NULL);
+  vdisk_layer_close (f, NULL);
   return r;
 }
 

@@ -141,6 +141,7 @@ struct vdisk_layer {
   uint64_t size;           /* bytes */
   bool writable;
   bool cid_updated;        /* CID already bumped in this session */
+  bool keep_cid;           /* VDISK_OPEN_KEEPCID: never bump, never track */
   struct vdisk_layer *parent;
   struct ctk *ctk;         /* change tracker of this layer, NULL if off */
 };
@@ -200,6 +201,10 @@ void vdisk_layer_close (struct vdisk_layer *l, struct vb_error *err);
 /* Read through layer l and its parents. */
 int vdisk_layer_read (struct vdisk_layer *l, void *buf, size_t count,
                       uint64_t off, struct vb_error *err);
+/* Status of [off, off+len) in layer l alone: an enum ext_status, *pnum
+ * the length of the run (off beyond the layer's size: EXT_UNALLOC). */
+int vdisk_layer_status (struct vdisk_layer *l, uint64_t off, uint64_t len,
+                        uint64_t *pnum, struct vb_error *err);
 /* Write the layer's descriptor (separate file atomically, or embedded). */
 int vdisk_layer_write_desc (struct vdisk_layer *l, struct vb_error *err);
 

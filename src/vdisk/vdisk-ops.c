@@ -712,6 +712,59 @@ out:
   return r;
 }
 
+/* Status of [off, off+len) in the layers from top down to (not
+ * including) stop: that of the newest layer holding it (EXT_UNALLOC when
+ * none does), *pnum the length over which the answer holds. */
+static int
+layers_status (struct vdisk_layer *top, struct vdisk_layer *stop, uint64_t off,
+               uint64_t len, uint64_t *pnum, struct vb_error *err)
+{
+  for (struct vdisk_layer *l = top; l && l != stop; l = l->parent) {
+    int s = vdisk_layer_status (l, off, len, pnum, err);
+    if (s != EXT_UNALLOC)
+      return s;
+    len = *pnum;            /* unallocated here: ask the next layer about this run */
+  }
+  *pnum = len;
+  return EXT_UNALLOC;
+}
+
+/* Copy into dst what the layers of src above stop hold: data as data,
+ * zeroed grains as zeros.  Reads go through src's chain, so the newest
+ * layer wins. */
+static int
+merge_layers (struct vdisk *src, struct vdisk_layer *stop, struct vdisk *dst,
+              vdisk_progress_fn progress, void *opaque, struct vb_error *err)
+{
+  uint64_t size = vdisk_size (src), off = 0;
+  if (vdisk_size (dst) < size)
+    return vb_err (err, ENOTSUP, "'%s' is larger than '%s'; grow the parent first",
+                   vdisk_path (src), vdisk_path (dst));
+  uint8_t *buf = malloc (COPY_BUF);
+  if (!buf)
+    return vb_errno (err, ENOMEM, "cannot merge '%s'", vdisk_path (src));
+  int r = 0;
+  while (off < size && r == 0) {
+    uint64_t pnum;
+    int s = layers_status (src->top, stop, off, size - off, &pnum, err);
+    if (s < 0) {
+      r = s;
+      break;
+    }
+    if (s == EXT_ZERO)
+      r = vdisk_zero (dst, pnum, off, err);
+    else if (s == EXT_DATA)
+      r = copy_range (src, dst, buf, off, pnum, false, err);
+    off += pnum;
+    if (progress && s != EXT_UNALLOC)
+      progress (opaque, off, size);
+  }
+  free (buf);
+  if (r == 0)
+    r = vdisk_flush (dst, err);
+  return r;
+}
+
 /* Merge the child's own data into its parent, then remove the child. */
 int
 vdisk_merge (const char *child, struct vb_error *err)
@@ -724,43 +777,82 @@ vdisk_merge (const char *child, struct vb_error *err)
     vdisk_close (c, NULL);
     return vb_err (err, EINVAL, "'%s' has no parent to merge into", child);
   }
-  char *pp = strdup (c->top->parent->path);
-  uint8_t *buf = malloc (COPY_BUF);
-  if (!pp || !buf) {
-    r = vb_errno (err, ENOMEM, "cannot merge '%s'", child);
-    goto out;
-  }
-  if ((r = vdisk_open (pp, VDISK_OPEN_RDWR, &p, err)) < 0)
-    goto out;
-  uint64_t size = vdisk_size (c), psize = vdisk_size (p), off = 0;
-  if (psize < size) {
-    r = vb_err (err, ENOTSUP, "child '%s' is larger than its parent; grow the parent first", child);
-    goto out;
-  }
-  while (off < size && r == 0) {
-    uint64_t pnum;
-    int s = vdisk_block_status_top (c, off, size - off, &pnum, err);
-    if (s < 0) {
-      r = s;
-      break;
-    }
-    if (s == VDISK_STATUS_ZERO)       /* zeroed in the child: zero in the parent */
-      r = vdisk_zero (p, pnum, off, err);
-    else if (s == VDISK_STATUS_DATA)
-      r = copy_range (c, p, buf, off, pnum, false, err);
-    off += pnum;
-  }
-  int rc = vdisk_close (p, err);
-  p = NULL;
+  r = vdisk_open (c->top->parent->path, VDISK_OPEN_RDWR, &p, err);
   if (r == 0)
-    r = rc;
-out:
+    r = merge_layers (c, c->top->parent, p, NULL, NULL, err);
+  if (p) {
+    int rc = vdisk_close (p, r < 0 ? NULL : err);
+    if (r == 0)
+      r = rc;
+  }
   vdisk_close (c, NULL);
-  if (p)
-    vdisk_close (p, NULL);
   if (r == 0)
     r = vdisk_unlink (child, err);
-  free (pp);
-  free (buf);
+  return r;
+}
+
+/* The layer of d's chain (below the top) whose file is base, or NULL. */
+static struct vdisk_layer *
+find_layer (struct vdisk *d, const char *base)
+{
+  char *want = realpath (base, NULL);
+  struct vdisk_layer *found = NULL;
+  for (struct vdisk_layer *l = want ? d->top->parent : NULL; l && !found; l = l->parent) {
+    char *have = realpath (l->path, NULL);
+    if (have && strcmp (have, want) == 0)
+      found = l;
+    free (have);
+  }
+  free (want);
+  return found;
+}
+
+/* Merge every layer above base in top's chain into base (see vdisk.h). */
+int
+vdisk_merge_into (const char *top, const char *base, vdisk_progress_fn progress,
+                  void *opaque, struct vb_error *err)
+{
+  struct vdisk *t, *b = NULL;
+  int r = vdisk_open (top, VDISK_OPEN_RDONLY, &t, err);
+  if (r < 0)
+    return r;
+  struct vdisk_layer *stop = find_layer (t, base);
+  if (!stop)
+    r = vb_err (err, EINVAL, "'%s' is not below '%s' in its chain", base, top);
+  if (r == 0)
+    r = vdisk_open (base, VDISK_OPEN_RDWR | VDISK_OPEN_KEEPCID, &b, err);
+  if (r == 0)
+    r = merge_layers (t, stop, b, progress, opaque, err);
+  if (b) {
+    int rc = vdisk_close (b, r < 0 ? NULL : err);
+    if (r == 0)
+      r = rc;
+  }
+  vdisk_close (t, NULL);
+  return r;
+}
+
+/* Re-point a child at another parent (see vdisk.h). */
+int
+vdisk_set_parent (const char *child, const char *parent, struct vb_error *err)
+{
+  struct vdisk_layer *c = NULL, *p = NULL;
+  int r = vdisk_layer_open (parent, false, &p, err);
+  if (r == 0)
+    r = vdisk_layer_open (child, true, &c, err);
+  if (r == 0 && !c->has_desc)
+    r = vb_err (err, EINVAL, "'%s' has no descriptor to name a parent in", child);
+  char *hint = r == 0 ? parent_hint (child, parent) : NULL;
+  if (r == 0 && !hint)
+    r = vb_errno (err, errno ? errno : ENOMEM, "cannot resolve parent '%s'", parent);
+  if (r == 0 && vmdk_desc_set_str (&c->desc.parent_hint, hint) < 0)
+    r = vb_errno (err, ENOMEM, "cannot re-point '%s'", child);
+  if (r == 0) {
+    c->desc.parent_cid = p->has_desc ? p->desc.cid : VMDK_CID_NONE;
+    r = vdisk_layer_write_desc (c, err);
+  }
+  free (hint);
+  vdisk_layer_close (c, NULL);
+  vdisk_layer_close (p, NULL);
   return r;
 }

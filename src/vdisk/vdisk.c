@@ -431,7 +431,9 @@ vdisk_open (const char *path, unsigned flags, struct vdisk **out,
   int r = vdisk_layer_open (path, flags & VDISK_OPEN_RDWR, &d->top, err);
   if (r == 0 && !(flags & VDISK_OPEN_NOPARENT))
     r = open_chain (d->top, err);
-  if (r == 0)
+  if (r == 0 && (flags & VDISK_OPEN_KEEPCID))
+    d->top->keep_cid = true;
+  else if (r == 0)
     r = layer_open_ctk (d->top, err);
   if (r < 0) {
     if (d->top)
@@ -581,6 +583,10 @@ begin_write (struct vdisk_layer *l, struct vb_error *err)
     return 0;
   if (!l->writable)
     return vb_err (err, EROFS, "'%s' is open read-only", l->path);
+  if (l->keep_cid) {
+    l->cid_updated = true;
+    return 0;
+  }
   int r;
   if (l->ctk && ctk_valid (l->ctk, NULL) && (r = ctk_begin_write (l->ctk, err)) < 0)
     return r;
@@ -774,6 +780,14 @@ layer_status (struct vdisk_layer *l, uint64_t off, uint64_t len,
   uint64_t eoff = off - e->start;
   uint64_t n = e->length - eoff < len ? e->length - eoff : len;
   return ext_status (e, eoff, n, pnum, err);
+}
+
+/* Exported for whole-file operations (vdisk-ops.c). */
+int
+vdisk_layer_status (struct vdisk_layer *l, uint64_t off, uint64_t len,
+                    uint64_t *pnum, struct vb_error *err)
+{
+  return layer_status (l, off, len, pnum, err);
 }
 
 /* Status over the chain: data anywhere, or zeros. */

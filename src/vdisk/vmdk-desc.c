@@ -323,8 +323,14 @@ parse_header_kv (struct vmdk_desc *d, const char *key, const char *value,
     str = &d->create_type;
   else if (strcmp (key, "parentFileNameHint") == 0)
     str = &d->parent_hint;
-  else if (strcmp (key, "changeTrackPath") == 0)
+  else if (strcmp (key, "changeTrackPath") == 0) {
+    /* the tracker is written and removed: it must stay next to the disk */
+    if (!extent_name_safe (value))
+      return vb_err (err, EINVAL, "unsafe change tracking file name '%s' on "
+                     "line %d of '%s' (empty, absolute or with '..')", value,
+                     lineno, name);
     str = &d->change_track_path;
+  }
   else if (strcmp (key, "encoding") == 0)
     str = &d->encoding;
   int r = str ? vmdk_desc_set_str (str, value)

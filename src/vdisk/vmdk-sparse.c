@@ -736,6 +736,24 @@ write_new_grain (struct vdisk_extent *ext, struct sparse *s, uint64_t grain,
   return set_gte (ext, s, grain, (uint32_t) (off / VDISK_SECTOR), err);
 }
 
+/* Before writing into an allocated grain in place: a last grain cut
+ * short by the end of the file is first completed with zeros, so the file
+ * size new grains are allocated from lies past all of it (else the next
+ * new grain would overlap it, and reads would miss what was written). */
+static int
+complete_grain (struct vdisk_extent *ext, struct sparse *s, uint32_t gte,
+                struct vb_error *err)
+{
+  uint64_t end = (uint64_t) gte * VDISK_SECTOR + s->grain_bytes;
+  if (end <= s->file_size)
+    return 0;
+  if (ftruncate (ext->fd, (off_t) end) < 0)
+    return vb_errno (err, errno, "cannot complete the last grain of '%s'",
+                     ext_name (ext));
+  s->file_size = end;
+  return 0;
+}
+
 /* Write bytes: in place into allocated grains, new grains at the end of
  * the file for the others (the core completed those to whole grains). */
 static int
@@ -764,6 +782,9 @@ sparse_pwrite (struct vdisk_extent *ext, const void *buf, size_t count,
     if (st < 0)
       return st;
     if (st == EXT_DATA) {
+      r = complete_grain (ext, s, gte, err);
+      if (r < 0)
+        return r;
       r = vio_pwrite (ext->fd, p, n, (uint64_t) gte * VDISK_SECTOR + in);
       if (r < 0)
         return vb_errno (err, -r, "cannot write grain of '%s'",
@@ -819,6 +840,9 @@ sparse_zero (struct vdisk_extent *ext, uint64_t off, uint64_t count,
       if (r < 0)
         return r;
     } else if (st == EXT_DATA) {
+      r = complete_grain (ext, s, gte, err);
+      if (r < 0)
+        return r;
       r = vio_pwrite (ext->fd, z, (size_t) n,
                       (uint64_t) gte * VDISK_SECTOR + in);
       if (r < 0)

@@ -1,0 +1,298 @@
+/* vmback engine: back up a whole VM through its connector (SEED-DIGEST
+ * §7), the disks read directly from the snapshot's layers with vdisk (the
+ * "san" transport).
+ *
+ *  1. open the VM; delete snapshots an interrupted run left behind;
+ *  2. save the VM's configuration with the point;
+ *  3. take a snapshot (quiesced when asked);
+ *  4. back up each disk of the snapshot (engine_backup_read: incremental
+ *     from the changeId of the same device key in the previous point);
+ *  5. write the manifest once every disk is stored;
+ *  6. delete the snapshot -- also when a step failed or the run was
+ *     cancelled (a signal handler sets o->cancel).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "connectors/connector.h"
+#include "engine-int.h"
+#include "vmback-config.h"
+
+/* Delete every snapshot named with one of our prefixes (see engine-int.h). */
+int
+engine_delete_leftovers (struct vb_connector *c, struct vb_error *err)
+{
+  struct vb_snapshot_info *v;
+  size_t n;
+  int rc = c->ops->list_snapshots (c, &v, &n, err);
+  if (rc < 0)
+    return rc;
+  int count = 0;
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (strncmp (v[i].name, ENGINE_SNAP_BACKUP, strlen (ENGINE_SNAP_BACKUP)) != 0
+        && strncmp (v[i].name, ENGINE_SNAP_RESTORE, strlen (ENGINE_SNAP_RESTORE)) != 0)
+      continue;
+    fprintf (stderr, "vmback: deleting snapshot '%s' (id %s) left by an interrupted run\n",
+             v[i].name, v[i].id);
+    rc = c->ops->snapshot_delete (c, v[i].id, err);
+    count++;
+  }
+  free (v);
+  return rc < 0 ? rc : count;
+}
+
+/* State of one VM backup. */
+struct vmb {
+  struct repo *r;
+  struct vb_connector *c;
+  const struct engine_backup_opts *o;
+  struct manifest *m, *pm;   /* the new point, the previous one */
+  bool have_prev;
+  char snap[32];             /* our snapshot's id, "" when none */
+  bool stored;               /* objects of the point were written */
+  bool published;            /* its manifest was written */
+};
+
+/* Changed areas of a disk as of our snapshot (connector). */
+static int
+snap_changed (void *opaque, const char *key, const char *since,
+              struct vdisk_extent_list *out, struct vb_error *err)
+{
+  struct vmb *b = opaque;
+  return b->c->ops->changed_areas (b->c, b->snap, key, since, 0, out, err);
+}
+
+/* The newest point of the VM, if it is a VM point. */
+static int
+previous_point (struct vmb *b, struct vb_error *err)
+{
+  struct manifest *all;
+  size_t n;
+  int rc = repo_list_points (b->r, b->m->source_name, &all, &n, err);
+  if (rc < 0)
+    return rc;
+  if (n > 0 && strcmp (all[n - 1].kind, "vm") == 0) {
+    *b->pm = all[n - 1];
+    b->have_prev = true;
+    snprintf (b->m->parent_id, sizeof b->m->parent_id, "%s", b->pm->id);
+  }
+  free (all);
+  return 0;
+}
+
+/* Save the configuration as the point's config object. */
+static int
+save_config (struct vmb *b, struct vb_error *err)
+{
+  char *text;
+  size_t len;
+  int rc = b->c->ops->get_config (b->c, &text, &len, err);
+  if (rc < 0)
+    return rc;
+  b->stored = true;
+  rc = engine_store_config (b->r, b->m, text, len, err);
+  free (text);
+  return rc;
+}
+
+/* Consistency level name for the manifest. */
+static const char *
+level_name (enum quiesce_level l)
+{
+  return l == QUIESCE_LEVEL_APPLICATION ? "application"
+    : l == QUIESCE_LEVEL_FILESYSTEM ? "filesystem" : "crash";
+}
+
+/* Take our snapshot, tagged so that a later run can find a leftover. */
+static int
+take_snapshot (struct vmb *b, struct vb_error *err)
+{
+  char name[64], when[32];
+  time_t t = (time_t) b->m->started;
+  struct tm tm;
+  gmtime_r (&t, &tm);
+  strftime (when, sizeof when, "%Y%m%dT%H%M%SZ", &tm);
+  snprintf (name, sizeof name, ENGINE_SNAP_BACKUP "%s", when);
+  enum quiesce_mode q = b->o->quiesce == ENGINE_QUIESCE_REQUIRED ? QUIESCE_REQUIRED
+    : b->o->quiesce == ENGINE_QUIESCE_TRY ? QUIESCE_TRY : QUIESCE_OFF;
+  struct vb_snapshot s = { 0 };
+  int rc = b->c->ops->snapshot_create (b->c, name, "vmback backup in progress", q, &s, err);
+  if (rc < 0) {
+    /* a snapshot may exist anyway (a signal while frozen): find it by name */
+    struct vb_error e2 = { 0 };
+    engine_delete_leftovers (b->c, &e2);
+    return rc;
+  }
+  snprintf (b->snap, sizeof b->snap, "%s", s.id);
+  if (s.warning[0])
+    fprintf (stderr, "vmback: warning: %s\n", s.warning);
+  snprintf (b->m->consistency, sizeof b->m->consistency, "%s", level_name (s.level));
+  return 0;
+}
+
+/* Back up disk i (key, as of our snapshot) and store its index. */
+static int
+backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, struct vb_error *err)
+{
+  char *path = NULL, cid[128] = "";
+  int rc = b->c->ops->disk_path (b->c, b->snap, vd->key, &path, err);
+  if (rc < 0)
+    return rc;
+  struct vb_error ce = { 0 };
+  if (b->c->ops->change_id (b->c, b->snap, vd->key, cid, sizeof cid, &ce) < 0)
+    cid[0] = '\0';
+  struct engine_disk_src src = {
+    .key = vd->key, .path = path, .change_id = cid,
+    .changed = snap_changed, .opaque = b, .notes = true,
+  };
+  struct repo_index ix = { 0 };
+  rc = engine_backup_read (b->r, &src, b->have_prev ? b->pm : NULL, b->o,
+                           &b->m->disks[i], &ix, err);
+  free (path);
+  if (rc < 0)
+    return rc;
+  /* every chunk durable before the index that references it */
+  struct repo_backend *be = repo_backend (b->r);
+  if (be->ops->sync && (rc = be->ops->sync (be, err)) < 0) {
+    index_free (&ix);
+    return rc;
+  }
+  rc = engine_store_index (b->r, b->m, (int) i, &ix, err);
+  index_free (&ix);
+  return rc;
+}
+
+/* Back up every disk of the snapshot. */
+static int
+backup_disks (struct vmb *b, struct vb_error *err)
+{
+  struct vb_vm_disk *disks;
+  size_t n;
+  int rc = b->c->ops->list_disks (b->c, &disks, &n, err);
+  if (rc < 0)
+    return rc;
+  if (n == 0 || n > MANIFEST_MAX_DISKS)
+    rc = vb_err (err, EINVAL, "VM '%s' has %zu disks (1..%d can be backed up)",
+                 b->m->source_name, n, MANIFEST_MAX_DISKS);
+  for (size_t i = 0; i < n && rc == 0; i++) {
+    if (b->o->cancel && *b->o->cancel) {
+      rc = vb_err (err, ECANCELED, "backup of '%s' interrupted", b->m->source_name);
+      break;
+    }
+    b->m->n_disks = i + 1;
+    rc = backup_one (b, i, &disks[i], err);
+  }
+  vb_vm_disks_free (disks, n);
+  return rc;
+}
+
+/* Delete the objects a failed run stored for the point (chunks stay for
+ * gc; there is no manifest, so nothing lists the point). */
+static void
+drop_objects (struct vmb *b)
+{
+  struct repo_backend *be = repo_backend (b->r);
+  struct vb_error e = { 0 };
+  if (b->m->config_key[0])
+    be->ops->del (be, b->m->config_key, &e);
+  for (size_t i = 0; i < b->m->n_disks; i++)
+    if (b->m->disks[i].index_key[0])
+      be->ops->del (be, b->m->disks[i].index_key, &e);
+}
+
+/* Delete our snapshot; rc is the flow's result so far. */
+static int
+drop_snapshot (struct vmb *b, int rc, struct vb_error *err)
+{
+  if (!b->snap[0])
+    return rc;
+  struct vb_error de = { 0 };
+  int d = b->c->ops->snapshot_delete (b->c, b->snap, &de);
+  b->snap[0] = '\0';
+  if (d < 0 && rc == 0)
+    return vb_err (err, -d, "point %s is stored, but deleting the backup snapshot "
+                   "failed (the next backup deletes it): %s", b->m->id, de.msg);
+  if (d < 0)
+    fprintf (stderr, "vmback: cannot delete the backup snapshot (the next backup "
+             "deletes it): %s\n", de.msg);
+  return rc;
+}
+
+/* Steps 2-5 with the VM open and the repository locked. */
+static int
+run_backup (struct vmb *b, struct vb_error *err)
+{
+  int rc;
+  if ((rc = engine_delete_leftovers (b->c, err)) < 0)
+    return rc;
+  if ((rc = previous_point (b, err)) < 0)
+    return rc;
+  if ((rc = repo_new_point_id (b->r, b->m->source_name, b->m->started, b->m->id,
+                               sizeof b->m->id, err)) < 0)
+    return rc;
+  if ((rc = save_config (b, err)) < 0)
+    return rc;
+  if ((rc = take_snapshot (b, err)) < 0)
+    return rc;
+  if ((rc = backup_disks (b, err)) < 0)
+    return rc;
+  if (b->o->cancel && *b->o->cancel)
+    return vb_err (err, ECANCELED, "backup of '%s' interrupted", b->m->source_name);
+  b->m->finished = time (NULL);
+  if ((rc = repo_put_manifest (b->r, b->m, err)) == 0)
+    b->published = true;
+  return rc;
+}
+
+/* Fill the constant parts of the new point. */
+static void
+init_point (struct vmb *b, struct vb_connector *c)
+{
+  struct manifest *m = b->m;
+  m->started = time (NULL);
+  snprintf (m->source_name, sizeof m->source_name, "%s",
+            b->o->source_name ? b->o->source_name : c->ops->vm_name (c));
+  snprintf (m->kind, sizeof m->kind, "vm");
+  snprintf (m->consistency, sizeof m->consistency, "crash");
+  snprintf (m->transport, sizeof m->transport, "san");
+  snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
+  m->chunk_size = repo_chunk_size (b->r);
+}
+
+/* Back up a VM (see engine.h). */
+int
+engine_backup_vm (struct repo *r, const char *source, const struct engine_backup_opts *o,
+                  struct manifest *out, struct vb_error *err)
+{
+  const struct vb_connector_ops *ops = vb_connector_find (source);
+  if (!ops)
+    return vb_err (err, EINVAL, "'%s' is not a VM any connector knows", source);
+  struct vmb b = { .r = r, .o = o };
+  b.m = calloc (1, sizeof *b.m);
+  b.pm = calloc (1, sizeof *b.pm);
+  int rc = 0;
+  if (!b.m || !b.pm) {
+    rc = vb_errno (err, ENOMEM, "backup of '%s'", source);
+    goto out;
+  }
+  if ((rc = ops->open (source, &b.c, err)) < 0)
+    goto out;
+  init_point (&b, b.c);
+  if ((rc = repo_lock (r, false, "backup", err)) == 0) {
+    rc = run_backup (&b, err);
+    rc = drop_snapshot (&b, rc, err);
+    if (rc < 0 && b.stored && !b.published)
+      drop_objects (&b);
+    repo_unlock (r);
+  }
+  if (rc == 0 && out)
+    *out = *b.m;
+  ops->close (b.c);
+out:
+  free (b.m);
+  free (b.pm);
+  return rc;
+}

@@ -1,0 +1,183 @@
+#!/bin/bash
+# Repositories on S3, against a real single-node Ceph RGW (tests/s3/ceph-fixture.sh):
+#  - init (the bucket is created), plain and encrypted; a second init is refused;
+#  - backup full + incremental, list, restore (sha256), verify, prune, gc;
+#  - locks: a running backup (SIGSTOPped) keeps gc out; a lock of another
+#    host is stale only once its "expires" time has passed;
+#  - repo copy local -> S3 (re-encrypted) and S3 -> local, restores from the
+#    copies; a rerun sends nothing; a copy killed midway resumes.
+# Skipped (exit 77) when Ceph is not installed or we are not root.
+. "$(dirname "$0")/functions.sh"
+requires python3 curl
+SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
+FIXTURE=$VMBACK_ROOT/tests/s3/ceph-fixture.sh
+rc=0; "$FIXTURE" start "$T/ceph" 2> "$T/fixture.err" || rc=$?
+if [ $rc -eq 77 ]; then echo "SKIP: $(cat "$T/fixture.err")"; exit 77; fi
+cleanup_fn "$FIXTURE" stop "$T/ceph"
+[ $rc -eq 0 ] || { cat "$T/fixture.err"; exit 1; }
+{ set +x; } 2>/dev/null                # keep the keys out of the log
+. "$T/ceph/env"
+printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$T/curl.cfg"
+set -x
+PS4='+ $EPOCHREALTIME '
+cd "$T"
+B=vmback-e2e
+E3=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+s3curl () { curl -sf -K "$T/curl.cfg" --aws-sigv4 "aws:amz:$AWS_REGION:s3" "$@"; }
+s3keys () {   # PREFIX (of [a-z./-]): the keys under it (one page is enough here)
+  s3curl -H "x-amz-content-sha256: $E3" "$AWS_ENDPOINT_URL/$B?list-type=2&prefix=${1//\//%2F}" \
+    | grep -o '<Key>[^<]*</Key>' | sed 's/<Key>\(.*\)<\/Key>/\1/' || true
+}
+s3put () {    # KEY FILE
+  s3curl -T "$2" -H "x-amz-content-sha256: $(sha256sum < "$2" | cut -d' ' -f1)" "$AWS_ENDPOINT_URL/$B/$1" > /dev/null
+}
+s3del () { s3curl -X DELETE -H "x-amz-content-sha256: $E3" "$AWS_ENDPOINT_URL/$B/$1" > /dev/null; }
+sha_of () { sha256sum < "$1" | cut -d' ' -f1; }
+npoints () { vmback --json list --repo "$1" | grep -c '"id":' || true; }
+jget () { grep -o "\"$2\": [^,}]*" "$1" | head -1 | sed 's/.*: //'; }   # FILE MEMBER (a number or boolean)
+
+# ---- init: the bucket is created; a second init is refused; bad URLs
+P=s3://$B/plain
+vmback -q repo init --chunk-size 256K "$P"
+expect_fail "already holds a repository" vmback repo init "$P"
+expect_fail "bucket name" vmback repo init s3://No_Such/x
+expect_fail "bad prefix component" vmback repo init "s3://$B/a/../b"
+expect_fail "does not exist" vmback repo info --repo s3://vmback-missing/x
+AWS_SECRET_ACCESS_KEY=wrong expect_fail "access denied|SignatureDoesNotMatch" vmback repo info --repo "$P"
+vmback --json repo info --repo "$P" | python3 -c 'import json,sys; j=json.load(sys.stdin); assert j["chunk-size"]==262144 and j["points"]==0, j'
+
+# ---- backup full + incremental, list, restore, verify
+export VMBACK_REPO=$P
+vmback disk create --type monolithicSparse --size 24M --ctk d.vmdk
+poke_pattern p0 0 $((8 << 20)) "$SEED"
+vmback disk write d.vmdk --offset 1M < p0
+vmback -q backup d.vmdk
+vmback disk read d.vmdk > s1.raw
+poke_pattern p1 0 300000 $((SEED + 1))
+vmback disk write d.vmdk --offset 5000000 < p1
+vmback disk write d.vmdk --zero --offset $((6 << 20)) --length $((1 << 20))
+vmback --json backup d.vmdk > i1.json
+grep -q '"change-id-used": "[0-9a-f-]*/' i1.json      # an incremental
+vmback disk read d.vmdk > s2.raw
+[ "$(npoints "$P")" -eq 2 ]
+mapfile -t ids < <(vmback --json list | python3 -c 'import json,sys;[print(p["id"]) for p in json.load(sys.stdin)["points"]]')
+vmback -q restore "${ids[0]}" r1.raw; cmp r1.raw s1.raw
+vmback -q restore "${ids[1]}" r2.vmdk; vmback disk read r2.vmdk | cmp - s2.raw
+vmback verify
+s3keys plain/snapshots/ | grep -q "/manifest$"
+[ "$(s3keys plain/locks/ | wc -l)" -eq 0 ]            # every lock released
+
+# ---- encrypted repository on S3
+export VMBACK_PASSPHRASE=e2e-secret
+E=s3://$B/enc
+vmback -q repo init --encrypt "$E"
+vmback -q backup --repo "$E" d.vmdk
+rm -f re.raw; vmback -q restore --repo "$E" d@latest re.raw; cmp re.raw s2.raw
+VMBACK_PASSPHRASE=wrong expect_fail "wrong passphrase" vmback list --repo "$E"
+vmback -q verify --repo "$E"
+unset VMBACK_PASSPHRASE
+
+# ---- prune + gc
+vmback -q prune --keep-last 1
+vmback --json gc > gc.json
+[ "$(jget gc.json deleted)" -gt 0 ]
+vmback verify
+rm -f r2b.raw; vmback -q restore d@latest r2b.raw; cmp r2b.raw s2.raw
+expect_fail "no restore point" vmback restore "${ids[0]}" gone.raw
+
+# ---- locks
+HOST=$(python3 -c 'import re,socket; print(re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:63] or "unknown")')
+# a running backup holds a shared lock: gc is refused, verify goes on
+mkpattern big.raw $((48 << 20)) $((SEED + 7))
+BPID=
+cleanup_fn '[ -z "$BPID" ] || kill -9 "$BPID" 2>/dev/null'
+"$VMBACK" -q backup big.raw &
+BPID=$!
+for _ in $(seq 500); do [ -z "$(s3keys plain/locks/shared-)" ] || break; done
+kill -STOP "$BPID"
+[ -n "$(s3keys plain/locks/shared-)" ]
+expect_fail "locked by pid $BPID on $HOST \(backup\)" vmback gc
+vmback -q list
+kill -CONT "$BPID"; wait "$BPID"; BPID=
+[ "$(npoints "$P")" -eq 2 ]
+# another host's lock: live until its expiry time, then stale and removed
+now=$(date +%s)
+printf '{"pid":4242,"host":"otherhost.example","op":"backup","time":%d,"expires":%d}' "$now" $((now + 600)) > lk
+s3put plain/locks/exclusive-otherhost.example-4242-0badf00d lk
+expect_fail "locked by pid 4242 on otherhost.example" vmback backup d.vmdk
+expect_fail "locked by pid 4242 on otherhost.example" vmback gc
+printf '{"pid":4242,"host":"otherhost.example","op":"backup","time":%d,"expires":%d}' $((now - 700)) $((now - 100)) > lk
+s3put plain/locks/exclusive-otherhost.example-4242-0badf00d lk
+vmback -q gc                                           # expired: removed
+[ "$(s3keys plain/locks/ | wc -l)" -eq 0 ]
+# without "expires" (an older vmback) another host's lock never expires
+printf '{"pid":4242,"host":"otherhost.example","op":"backup","time":1}' > lk
+s3put plain/locks/shared-otherhost.example-4242-0badf00d lk
+expect_fail "locked by pid 4242" vmback gc
+s3del plain/locks/shared-otherhost.example-4242-0badf00d
+# our own lock carries an expiry that the holder refreshes
+mkpattern big2.raw $((48 << 20)) $((SEED + 9))
+VMBACK_LOCK_TTL=6 "$VMBACK" -q backup big2.raw &
+BPID=$!
+for _ in $(seq 500); do [ -z "$(s3keys plain/locks/shared-)" ] || break; done
+kill -STOP "$BPID"
+lkey=$(s3keys plain/locks/shared- | head -1)
+s3curl -H "x-amz-content-sha256: $E3" "$AWS_ENDPOINT_URL/$B/$lkey" > mine.json
+kill -CONT "$BPID"; wait "$BPID"; BPID=
+python3 - mine.json "$now" <<'PY'
+import json,sys; j=json.load(open(sys.argv[1])); now=int(sys.argv[2])
+assert j["op"] == "backup" and now <= j["expires"] <= j["time"] + 7 + 60, j
+PY
+
+# ---- repo copy: local -> S3 (encrypted: re-encrypted), S3 -> local
+export VMBACK_REPO=
+vmback -q repo init --chunk-size 256K loc
+vmback -q backup --repo loc d.vmdk
+poke_pattern p2 0 500000 $((SEED + 2))
+vmback disk write d.vmdk --offset 9000000 < p2
+vmback -q backup --repo loc d.vmdk
+vmback disk read d.vmdk > s3.raw
+C=s3://$B/copy
+VMBACK_PASSPHRASE=copy-secret vmback -q repo init --encrypt --chunk-size 256K "$C"
+VMBACK_DST_PASSPHRASE=copy-secret vmback --json repo copy loc "$C" > c1.json
+[ "$(jget c1.json points-copied)" -eq 2 ] && [ "$(jget c1.json reencrypted)" = true ]
+[ "$(jget c1.json chunks-sent)" -gt 0 ]
+VMBACK_DST_PASSPHRASE=copy-secret vmback --json repo copy loc "$C" > c2.json
+[ "$(jget c2.json points-present)" -eq 2 ] && [ "$(jget c2.json chunks-sent)" -eq 0 ]
+export VMBACK_PASSPHRASE=copy-secret
+[ "$(npoints "$C")" -eq 2 ]
+rm -f rc.raw; vmback -q restore --repo "$C" d@latest rc.raw; cmp rc.raw s3.raw
+vmback -q verify --repo "$C"
+unset VMBACK_PASSPHRASE
+VMBACK_DST_PASSPHRASE=e2e-secret expect_fail "chunk sizes must be equal" vmback repo copy loc "$E"
+vmback -q repo init --chunk-size 256K back            # S3 (plain) -> local
+vmback --json repo copy "$P" back > c3.json
+[ "$(jget c3.json points-copied)" -eq 2 ] && [ "$(jget c3.json reencrypted)" = false ]
+rm -f rb.raw; vmback -q restore --repo back d@latest rb.raw; cmp rb.raw s2.raw
+rm -f rb.raw; vmback -q restore --repo back big@latest rb.raw; cmp rb.raw big.raw
+vmback -q verify --repo back
+
+# ---- a copy killed midway resumes: the rerun skips the chunks already sent
+vmback -q backup --repo loc big.raw
+K=s3://$B/resume
+vmback -q repo init --chunk-size 256K "$K"
+CPID=
+cleanup_fn '[ -z "$CPID" ] || kill -9 "$CPID" 2>/dev/null'
+"$VMBACK" -q repo copy loc "$K" big &
+CPID=$!
+for _ in $(seq 500); do [ "$(s3keys resume/chunks/ | wc -l)" -lt 20 ] || break; sleep 0.02; done
+kill -9 "$CPID"; wait "$CPID" || true; CPID=
+sent1=$(s3keys resume/chunks/ | wc -l); echo "chunks before the kill: $sent1"
+[ "$sent1" -gt 0 ]
+[ "$(npoints "$K")" -eq 0 ]                             # no point yet
+vmback --json repo copy loc "$K" big > c4.json
+cat c4.json
+[ "$(jget c4.json points-copied)" -eq 1 ] && [ "$(jget c4.json chunks-present)" -ge "$sent1" ]
+[ "$(npoints "$K")" -eq 1 ]
+rm -f rk.raw; vmback -q restore --repo "$K" big@latest rk.raw; cmp rk.raw big.raw
+# the killed copy's shared lock (a dead pid of this host) goes with the next
+# exclusive locker; gc keeps every chunk of the copied point
+[ "$(s3keys resume/locks/ | wc -l)" -eq 1 ]
+vmback -q gc --repo "$K"
+[ "$(s3keys resume/locks/ | wc -l)" -eq 0 ]
+vmback -q verify --repo "$K"
