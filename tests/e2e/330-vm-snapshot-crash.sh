@@ -14,4 +14,6 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
 fi
 python3 "$VMBACK_ROOT/tests/e2e/vm_snapshot_crash.py" "$VMBACK" "$W" | tee "$T/crash.log"
 n=$(sed -n 's/^\([0-9]*\) kill cases passed$/\1/p' "$T/crash.log")
-[ "${n:-0}" -ge 20 ]
+want=20
+[ -n "${VMBACK_TEST_QUICK:-}" ] && want=9     # every third case under sanitizers
+[ "${n:-0}" -ge $want ]

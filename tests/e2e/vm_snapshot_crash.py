@@ -132,7 +132,10 @@ def main():
     tdir = os.path.join(work, "template")
     os.makedirs(tdir)
     template = setup(vmback, tdir)
-    for op, point in CASES:
+    cases = CASES
+    if os.environ.get("VMBACK_TEST_QUICK"):   # sanitizer builds: every third case
+        cases = CASES[::3]
+    for op, point in cases:
         if only and "%s@%s" % (op, point) not in only:
             continue
         d = os.path.join(work, "case%d" % n)
