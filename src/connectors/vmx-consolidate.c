@@ -117,13 +117,6 @@ graph_add (struct graph *g, const struct vmx_vm *vm, char *path, char *parent,
   return 0;
 }
 
-/* Canonical form of a chain member (vdisk_get_info gives opened paths). */
-static char *
-canon_layer (const struct vmx_vm *vm, const char *p)
-{
-  return vmx_vm_path (vm, p);
-}
-
 /* Add the chain of one referenced disk; what = "disk scsi0:0" etc. for
  * messages. */
 static int
@@ -141,8 +134,8 @@ graph_add_chain (struct graph *g, const struct vmx_vm *vm, const char *name,
     return r;
   }
   for (int i = 0; i < in.chain_len && r == 0; i++) {
-    char *p = canon_layer (vm, in.chain[i]);
-    char *pp = i + 1 < in.chain_len ? canon_layer (vm, in.chain[i + 1]) : NULL;
+    char *p = vmx_vm_path (vm, in.chain[i]);
+    char *pp = i + 1 < in.chain_len ? vmx_vm_path (vm, in.chain[i + 1]) : NULL;
     struct node *n;
     if (!p || (i + 1 < in.chain_len && !pp)) {
       free (p);

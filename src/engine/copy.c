@@ -111,22 +111,13 @@ struct cctx {
   struct engine_copy_result *res;
 };
 
-/* Parse "chunks/ab/<64 hex>" into an id; -1 for anything else. */
-static int
-parse_chunk_key (const char *key, uint8_t id[REPO_ID_LEN])
-{
-  if (strncmp (key, "chunks/", 7) != 0 || strlen (key) != 7 + 3 + 64)
-    return -1;
-  return hex_decode (key + 10, id, REPO_ID_LEN) < 0 ? -1 : 0;
-}
-
 /* list callback: remember a destination chunk. */
 static int
 note_have (void *opaque, const char *key, uint64_t size)
 {
   struct cctx *c = opaque;
   uint8_t id[REPO_ID_LEN];
-  if (parse_chunk_key (key, id) < 0)
+  if (chunk_key_parse (key, id) < 0)
     return 0;
   return idset_add (&c->have, id) < 0 ? 1 : 0;
 }

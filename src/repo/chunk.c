@@ -434,3 +434,12 @@ chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len)
   hex_encode (id, REPO_ID_LEN, hex);
   snprintf (buf, len, "chunks/%.2s/%s", hex, hex);
 }
+
+/* The id of a chunk key (the inverse of chunk_key); -1 for any other key. */
+int
+chunk_key_parse (const char *key, uint8_t id[REPO_ID_LEN])
+{
+  if (strncmp (key, "chunks/", 7) != 0 || strlen (key) != 7 + 3 + 64)
+    return -1;
+  return hex_decode (key + 10, id, REPO_ID_LEN) < 0 ? -1 : 0;
+}

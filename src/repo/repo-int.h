@@ -142,6 +142,8 @@ int chunk_decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
                   size_t cap, struct vb_error *err);
 /* Key of a chunk: "chunks/ab/<64 hex>". buf >= 80 bytes. */
 void chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len);
+/* The id of a key made by chunk_key; -1 for any other key. */
+int chunk_key_parse (const char *key, uint8_t id[REPO_ID_LEN]);
 
 /* ---- index ------------------------------------------------------------------ */
 
