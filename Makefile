@@ -1,5 +1,5 @@
 # vmback: the two commands the README starts with, and a few more.
-#   make demo    install deps, build, make a small VM disk, back it up full and
+#   make demo    install deps, build, make a small VM (two disks), back it up full and
 #                incrementally, restore it, check the bytes
 #   make check   install deps, build, run unit + end-to-end tests
 BUILD ?= build

@@ -23,6 +23,9 @@ struct engine_backup_opts {
   int threads;               /* worker threads, 0 = number of CPUs (>= 2) */
   bool full;                 /* ignore change tracking: read every allocated area */
   enum engine_quiesce quiesce;         /* VMs only */
+  const char *transport;     /* san, hotadd, nbd, nbdssl or auto; NULL:
+                                auto for VMs, a direct read for disk images */
+  bool quiet;                /* no notes on stderr (the transport used) */
   volatile sig_atomic_t *cancel;       /* non-zero: stop between chunks (VMs;
                                           set by a signal handler) */
   vdisk_progress_fn progress;

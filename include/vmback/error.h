@@ -42,4 +42,10 @@ void vb_debug (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
  * otherwise.  Tests use it to stop at every step of multi-step updates. */
 void vb_crashpoint (const char *name);
 
+/* Failure test hook: 0, or the errno the step NAME should fail with now
+ * because $VMBACK_FAIL_AT says so ("NAME[:N][+][=ERRNO],...": its N-th
+ * pass, or with '+' that pass and every later one; ERRNO a name such as
+ * ENOSPC or a number, EIO by default).  Costs one getenv otherwise. */
+int vb_failpoint (const char *name);
+
 #endif

@@ -78,6 +78,12 @@ uint64_t vdisk_size (const struct vdisk *d);
 enum vdisk_type vdisk_get_type (const struct vdisk *d);
 const char *vdisk_path (const struct vdisk *d);
 
+/* Is the whole disk one flat extent (a raw file, or a single FLAT/VMFS
+ * extent and no parent)?  Then *file is that extent's path (owned by d)
+ * and *offset the disk's first byte in it, and the result is true: the
+ * bytes can be read, or attached as a loop device, without vdisk. */
+bool vdisk_flat_extent (const struct vdisk *d, const char **file, uint64_t *offset);
+
 /* Byte-granular I/O through the chain; ranges must lie inside the disk. */
 int vdisk_pread (struct vdisk *d, void *buf, size_t count, uint64_t offset,
                  struct vb_error *err);

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "connectors/connector.h"
 #include "repo/repo-int.h"
+#include "transport/transport.h"
 #include "vmback/engine.h"
 
 /* Print a point's summary as text or JSON. */
@@ -72,7 +73,7 @@ cmd_backup (struct cli *c, int argc, char **argv)
     { 0, 0, 0, 0 },
   };
   const char *rp = NULL, *kf = NULL;
-  struct engine_backup_opts o = { 0 };
+  struct engine_backup_opts o = { .quiet = c->quiet };
   optind = 1;
   opterr = 0;
   int ch;
@@ -88,8 +89,10 @@ cmd_backup (struct cli *c, int argc, char **argv)
         return cli_usage_error ("backup: --quiesce takes on or required, not '%s'", optarg);
       break;
     case 'T':
-      if (strcmp (optarg, "san") != 0 && strcmp (optarg, "auto") != 0)
-        return cli_usage_error ("backup: transport '%s' is not available (san, auto)", optarg);
+      if (!vb_transport_valid (optarg))
+        return cli_usage_error ("backup: unknown transport '%s' (san, hotadd, nbd, nbdssl, "
+                                "auto)", optarg);
+      o.transport = optarg;
       break;
     case 't':
       if (cli_parse_u64 (optarg, &v) < 0 || v < 1 || v > 64)
@@ -98,12 +101,18 @@ cmd_backup (struct cli *c, int argc, char **argv)
       break;
     case 'h':
       printf ("usage: vmback backup [--repo R] DISK [--name NAME] [--full] [--threads N]\n"
+              "                     [--transport MODE]\n"
               "       vmback backup [--repo R] VMX [--quiesce[=required]] [--full] [--threads N]\n"
+              "                     [--transport MODE]\n"
               "The first backup of a disk reads every allocated area; later ones read only\n"
               "what change tracking reports since the previous point (or everything,\n"
               "deduplicated, when tracking cannot answer).  --full forces a full read.\n"
               "A VM (NAME.vmx) is backed up whole: its configuration, then every disk of a\n"
-              "snapshot taken for the backup (quiesced with --quiesce) and deleted after.\n");
+              "snapshot taken for the backup (quiesced with --quiesce) and deleted after.\n"
+              "--transport: how disk bytes are read: san (the files directly), hotadd (a\n"
+              "loop device; flat disks, needs root), nbd, nbdssl (NBD, TLS with a fresh\n"
+              "key), auto (san, hotadd, nbd: the first that works; the VM default).  A\n"
+              "disk image is read directly unless --transport is given.\n");
       return 0;
     default:
       return cli_usage_error ("backup: unknown or incomplete option '%s'", argv[optind - 1]);

@@ -62,10 +62,10 @@ cli_print_point (const struct cli *c, const struct manifest *m, double secs)
   for (size_t i = 0; i < m->n_disks; i++) {
     const struct manifest_disk *d = &m->disks[i];
     printf ("point %s: %s %s, read %" PRIu64 " bytes in %.2f s (%.1f MB/s); chunks: %" PRIu64
-            " new (%" PRIu64 " bytes stored), %" PRIu64 " reused, %" PRIu64 " zero\n",
+            " new (%" PRIu64 " bytes stored), %" PRIu64 " reused, %" PRIu64 " zero; via %s\n",
             m->id, d->key, strcmp (d->change_id_used, "*") ? "incremental" : "full",
             d->bytes_read, secs, secs > 0 ? (double) d->bytes_read / secs / 1e6 : 0.0,
-            d->chunks_new, d->bytes_new_stored, d->chunks_reused, d->chunks_zero);
+            d->chunks_new, d->bytes_new_stored, d->chunks_reused, d->chunks_zero, m->transport);
   }
 }
 

@@ -1,6 +1,7 @@
 /* vmback engine: back up a whole VM through its connector (SEED-DIGEST
- * §7), the disks read directly from the snapshot's layers with vdisk (the
- * "san" transport).
+ * §7), the disks of the snapshot read through a transport (transport.h:
+ * san, hotadd, nbd, nbdssl, or auto, the first of san, hotadd, nbd that
+ * works; the modes used are recorded in the manifest).
  *
  *  1. open the VM; delete snapshots an interrupted run left behind;
  *  2. save the VM's configuration with the point;
@@ -19,6 +20,7 @@
 
 #include "connectors/connector.h"
 #include "engine-int.h"
+#include "transport/transport.h"
 #include "vmback-config.h"
 
 /* Delete every snapshot named with one of our prefixes (see engine-int.h). */
@@ -55,6 +57,22 @@ struct vmb {
   bool stored;               /* objects of the point were written */
   bool published;            /* its manifest was written */
 };
+
+/* Record transport mode in the manifest: "san", or "hotadd+nbd" when
+ * disks went different ways. */
+static void
+note_mode (struct manifest *m, const char *mode)
+{
+  char *t = m->transport;
+  size_t n = strlen (mode), len = strlen (t);
+  for (const char *p = t; *p; p += strcspn (p, "+"), p += *p == '+')
+    if (strncmp (p, mode, n) == 0 && (p[n] == '+' || p[n] == '\0'))
+      return;
+  if (len == 0)
+    snprintf (t, sizeof m->transport, "%s", mode);
+  else if (len + 1 + n < sizeof m->transport)
+    snprintf (t + len, sizeof m->transport - len, "+%s", mode);
+}
 
 /* Changed areas of a disk as of our snapshot (connector). */
 static int
@@ -144,14 +162,27 @@ backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, struct vb_erro
   struct vb_error ce = { 0 };
   if (b->c->ops->change_id (b->c, b->snap, vd->key, cid, sizeof cid, &ce) < 0)
     cid[0] = '\0';
+  struct vb_reader *rd;
+  rc = vb_transport_open (b->o->transport, path, b->o->quiet, &rd, err);
+  if (rc < 0) {
+    vb_err_prefix (err, "disk %s", vd->key);
+    free (path);
+    return rc;
+  }
+  note_mode (b->m, rd->mode);
+  if (!b->o->quiet)
+    fprintf (stderr, "vmback: disk %s: transport %s\n", vd->key, rd->mode);
   struct engine_disk_src src = {
-    .key = vd->key, .path = path, .change_id = cid,
+    .key = vd->key, .path = path, .reader = rd, .change_id = cid,
     .changed = snap_changed, .opaque = b, .notes = true,
   };
   struct repo_index ix = { 0 };
   rc = engine_backup_read (b->r, &src, b->have_prev ? b->pm : NULL, b->o,
                            &b->m->disks[i], &ix, err);
+  rd->ops->close (rd);
   free (path);
+  if (rc < 0 && rc != -ECANCELED)
+    vb_err_prefix (err, "disk %s", vd->key);
   if (rc < 0)
     return rc;
   /* every chunk durable before the index that references it */
@@ -257,7 +288,6 @@ init_point (struct vmb *b, struct vb_connector *c)
             b->o->source_name ? b->o->source_name : c->ops->vm_name (c));
   snprintf (m->kind, sizeof m->kind, "vm");
   snprintf (m->consistency, sizeof m->consistency, "crash");
-  snprintf (m->transport, sizeof m->transport, "san");
   snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
   m->chunk_size = repo_chunk_size (b->r);
 }

@@ -16,6 +16,7 @@
 
 #include "engine-int.h"
 #include "pipeline.h"
+#include "transport/transport.h"
 #include "vmback-config.h"
 
 #define SLOTS_PER_THREAD 4
@@ -110,11 +111,11 @@ intersects (const struct vdisk_extent_list *l, size_t *cursor, uint64_t a,
 
 /* Is the whole range a hole/zero area of the disk (no read needed)? */
 static int
-all_zero_area (struct vdisk *d, uint64_t off, uint64_t len, struct vb_error *err)
+all_zero_area (struct vb_reader *d, uint64_t off, uint64_t len, struct vb_error *err)
 {
   while (len > 0) {
     uint64_t pnum;
-    int s = vdisk_block_status (d, off, len, &pnum, err);
+    int s = d->ops->status (d, off, len, &pnum, err);
     if (s < 0)
       return s;
     if (s == VDISK_STATUS_DATA)
@@ -134,7 +135,7 @@ struct plan {
 
 /* Read and store the disk's chunks according to plan into ix. */
 static int
-run_chunks (struct bctx *c, struct vdisk *d, struct plan *pl,
+run_chunks (struct bctx *c, struct vb_reader *d, const char *path, struct plan *pl,
             struct repo_index *ix, const struct engine_backup_opts *o,
             struct vb_error *err)
 {
@@ -150,7 +151,7 @@ run_chunks (struct bctx *c, struct vdisk *d, struct plan *pl,
     uint64_t off = i * ix->chunk_size;
     uint64_t len = size - off < ix->chunk_size ? size - off : ix->chunk_size;
     if (o->cancel && *o->cancel) {
-      r = vb_err (err, ECANCELED, "backup of '%s' interrupted", vdisk_path (d));
+      r = vb_err (err, ECANCELED, "backup of '%s' interrupted", path);
       break;
     }
     if (pl->incremental && !intersects (&pl->changed, &cursor, off, len)) {
@@ -177,7 +178,7 @@ run_chunks (struct bctx *c, struct vdisk *d, struct plan *pl,
       break;
     s->i = i;
     s->len = len;
-    if ((r = vdisk_pread (d, s->buf, len, off, err)) < 0)
+    if ((r = d->ops->pread (d, s->buf, len, off, err)) < 0)
       break;
     pl_submit (p, s);
     if (o->progress)
@@ -294,16 +295,16 @@ engine_backup_read (struct repo *r, const struct engine_disk_src *src,
                     struct vb_error *err)
 {
   struct repo_index pix = { 0 };
-  struct vdisk *d = NULL;
+  struct vb_reader *d = src->reader;
   struct bctx c = { .r = r, .md = md };
   struct plan pl = { 0 };
   snprintf (md->key, sizeof md->key, "%s", src->key);
   snprintf (md->source, sizeof md->source, "%s", src->path);
   snprintf (md->change_id, sizeof md->change_id, "%s", src->change_id);
-  int rc = vdisk_open (src->path, VDISK_OPEN_RDONLY, &d, err);
+  int rc = d ? 0 : vb_transport_open ("san", src->path, 1, &d, err);
   if (rc < 0)
     return rc;
-  uint64_t size = vdisk_size (d);
+  uint64_t size = d->size;
   uint32_t cs = repo_chunk_size (r);
   md->size = size;
   int pidx = -1;
@@ -317,10 +318,11 @@ engine_backup_read (struct repo *r, const struct engine_disk_src *src,
   c.k = repo_keys (r);
   c.level = repo_compress_level (r);
   pthread_mutex_init (&c.mu, NULL);
-  rc = run_chunks (&c, d, &pl, ix, o, err);
+  rc = run_chunks (&c, d, src->path, &pl, ix, o, err);
   pthread_mutex_destroy (&c.mu);
 out:
-  vdisk_close (d, NULL);
+  if (d != src->reader)
+    d->ops->close (d);
   vdisk_extent_list_free (&pl.changed);
   idset_free (&c.seen);
   index_free (&pix);
@@ -395,14 +397,20 @@ engine_backup_disk (struct repo *r, const char *disk_path,
     .key = "disk0", .path = disk_path, .change_id = cid,
     .changed = file_changed, .opaque = (void *) disk_path,
   };
+  /* a disk image is read directly unless a transport is asked for */
+  if (o->transport && (rc = vb_transport_open (o->transport, disk_path, o->quiet,
+                                               &src.reader, err)) < 0)
+    goto out;
   uint32_t cs = repo_chunk_size (r);
-  if ((rc = engine_backup_read (r, &src, have_prev ? pm : NULL, o, &m->disks[0], &ix,
-                                err)) < 0)
+  rc = engine_backup_read (r, &src, have_prev ? pm : NULL, o, &m->disks[0], &ix, err);
+  snprintf (m->transport, sizeof m->transport, "%s", src.reader ? src.reader->mode : "file");
+  if (src.reader)
+    src.reader->ops->close (src.reader);
+  if (rc < 0)
     goto out;
   m->chunk_size = cs;
   snprintf (m->kind, sizeof m->kind, "disk");
   snprintf (m->consistency, sizeof m->consistency, "crash");
-  snprintf (m->transport, sizeof m->transport, "file");
   snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
   /* every chunk durable before the index that references it */
   struct repo_backend *b = repo_backend (r);

@@ -42,7 +42,9 @@ typedef int (*engine_changed_fn) (void *opaque, const char *key, const char *sin
 /* Where one disk's bytes come from in a backup. */
 struct engine_disk_src {
   const char *key;           /* device key recorded in the manifest */
-  const char *path;          /* the disk (or snapshot layer) read with vdisk */
+  const char *path;          /* the disk (or snapshot layer) */
+  struct vb_reader *reader;  /* its bytes through a transport; NULL: read
+                                path with vdisk (transport.h) */
   const char *change_id;     /* its changeId, "" if none */
   engine_changed_fn changed;
   void *opaque;

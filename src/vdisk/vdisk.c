@@ -70,6 +70,19 @@ uint64_t vdisk_size (const struct vdisk *d) { return d->top->size; }
 enum vdisk_type vdisk_get_type (const struct vdisk *d) { return d->top->type; }
 const char *vdisk_path (const struct vdisk *d) { return d->top->path; }
 
+/* One flat extent, no parent (see vdisk.h). */
+bool
+vdisk_flat_extent (const struct vdisk *d, const char **file, uint64_t *offset)
+{
+  const struct vdisk_layer *l = d->top;
+  if (l->parent || l->n_ext != 1 || l->ext[0].ops != &vdisk_flat_ops
+      || l->ext[0].start != 0 || l->ext[0].length != l->size)
+    return false;
+  *file = l->ext[0].path;
+  *offset = l->ext[0].file_offset;
+  return true;
+}
+
 /* Open the file of an extent and let its driver parse it. */
 static int
 extent_open (struct vdisk_layer *l, struct vdisk_extent *e,

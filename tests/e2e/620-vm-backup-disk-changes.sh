@@ -80,7 +80,7 @@ n=$(npoints)
 cp ds/v/v_1.vmdk good.vmdk
 sz=$(stat -c %s ds/v/v_1.vmdk)
 truncate -s $((sz - (1 << 20))) ds/v/v_1.vmdk
-expect_fail "past the end of the file" vmback backup --full $V
+expect_fail "past the end of the file" vmback -q backup --full $V
 [ "$(npoints)" = "$n" ]
 [ "$(find repo/snapshots -name manifest | wc -l)" = "$n" ]
 [ "$(find repo/snapshots -type f | wc -l)" = "$(find repo/snapshots -name manifest -o -name '*.index' -o -name config | wc -l)" ]

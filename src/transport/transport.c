@@ -1,0 +1,112 @@
+/* vmback transports: the table of drivers and the `auto` order. */
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "transport.h"
+
+/* In the order `auto` tries them (nbdssl is only used when asked). */
+static const struct vb_transport_ops *const drivers[] = {
+  &vb_transport_san, &vb_transport_hotadd, &vb_transport_nbd, &vb_transport_nbdssl,
+};
+#define N_DRIVERS (sizeof drivers / sizeof drivers[0])
+#define N_AUTO 3
+
+/* The driver called name, or NULL. */
+static const struct vb_transport_ops *
+find (const char *name)
+{
+  for (size_t i = 0; i < N_DRIVERS; i++)
+    if (strcmp (drivers[i]->name, name) == 0)
+      return drivers[i];
+  return NULL;
+}
+
+/* Is name "auto" or a transport's name? */
+int
+vb_transport_valid (const char *name)
+{
+  return strcmp (name, "auto") == 0 || find (name) != NULL;
+}
+
+/* Open with one driver; the failpoint "transport-NAME" makes it fail as
+ * if the transport were unavailable. */
+static int
+open_with (const struct vb_transport_ops *t, const char *path, struct vb_reader **out,
+           struct vb_error *err)
+{
+  char fp[32];
+  snprintf (fp, sizeof fp, "transport-%s", t->name);
+  int code = vb_failpoint (fp);
+  if (code)
+    return vb_err (err, code, "%s: unavailable: %s (injected)", t->name, strerror (code));
+  int rc = t->open (path, out, err);
+  if (rc == 0)
+    (*out)->mode = t->name;
+  return rc;
+}
+
+/* Open path with a transport or with the `auto` order (transport.h). */
+int
+vb_transport_open (const char *mode, const char *path, int quiet, struct vb_reader **out,
+                   struct vb_error *err)
+{
+  if (mode && strcmp (mode, "auto") != 0) {
+    const struct vb_transport_ops *t = find (mode);
+    if (!t)
+      return vb_err (err, EINVAL, "unknown transport '%s' (san, hotadd, nbd, nbdssl, auto)",
+                     mode);
+    return open_with (t, path, out, err);
+  }
+  int rc = -EINVAL;
+  char tried[3 * VB_ERROR_MAX / 2] = "";
+  for (size_t i = 0; i < N_AUTO; i++) {
+    struct vb_error e = { 0 };
+    if ((rc = open_with (drivers[i], path, out, &e)) == 0)
+      return 0;
+    if (!quiet)
+      fprintf (stderr, "vmback: note: %s; trying the next transport\n", e.msg);
+    size_t used = strlen (tried);
+    snprintf (tried + used, sizeof tried - used, "%s%s", used ? "; " : "", e.msg);
+  }
+  return vb_err (err, -rc, "no transport can read '%s': %s", path, tried);
+}
+
+/* Where our nbdkit plugins are (transport.h). */
+char *
+vb_nbdkit_plugin_path (const char *name, struct vb_error *err)
+{
+  char dir[PATH_MAX];
+  const char *env = getenv ("VMBACK_NBDKIT_PLUGIN");
+  if (env && *env) {
+    char tmp[PATH_MAX];
+    snprintf (tmp, sizeof tmp, "%s", env);
+    snprintf (dir, sizeof dir, "%s", dirname (tmp));
+  } else {
+    ssize_t n = readlink ("/proc/self/exe", dir, sizeof dir - 1);
+    if (n <= 0) {
+      vb_errno (err, errno, "cannot find the running executable");
+      return NULL;
+    }
+    dir[n] = '\0';
+    char *slash = strrchr (dir, '/');
+    if (slash)
+      *slash = '\0';
+  }
+  char *p = NULL;
+  if (asprintf (&p, "%s/%s", dir, name) < 0) {
+    vb_errno (err, ENOMEM, "plugin path");
+    return NULL;
+  }
+  if (access (p, R_OK) < 0) {
+    vb_err (err, ENOENT, "the nbdkit plugin '%s' is missing (build it with "
+            "nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)", p);
+    free (p);
+    return NULL;
+  }
+  return p;
+}
