@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "common/tune.h"
 #include "vmback-config.h"
 #include "vmback/repo.h"
 
@@ -107,6 +108,7 @@ int
 main (int argc, char **argv)
 {
   struct cli c = { .prog = "vmback" };
+  vb_malloc_tune ();
   argc = take_global_flags (&c, argc, argv);
   if (argc < 0)
     return 2;

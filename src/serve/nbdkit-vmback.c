@@ -21,6 +21,7 @@
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
 
+#include "common/tune.h"
 #include "point-export.h"
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
@@ -48,6 +49,7 @@ static void
 vb_load (void)
 {
   ready_fd = fcntl (STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+  vb_malloc_tune ();
 }
 
 /* Free the parameters. */

@@ -1,0 +1,12 @@
+/* vmback: process-wide tuning for streaming chunk data (tune.h). */
+#include <malloc.h>
+
+#include "tune.h"
+
+/* Serve chunk-sized allocations from the heap and keep freed ones. */
+void
+vb_malloc_tune (void)
+{
+  mallopt (M_MMAP_THRESHOLD, 64 << 20);
+  mallopt (M_TRIM_THRESHOLD, 256 << 20);
+}
