@@ -192,11 +192,15 @@ cmd_gc (struct cli *c, int argc, char **argv)
     json_object_object_add (j, "chunks", json_object_new_uint64 (res.chunks_total));
     json_object_object_add (j, "deleted", json_object_new_uint64 (res.chunks_deleted));
     json_object_object_add (j, "bytes-freed", json_object_new_uint64 (res.bytes_deleted));
+    json_object_object_add (j, "orphans", json_object_new_uint64 (res.orphans_deleted));
     json_object_object_add (j, "dry-run", json_object_new_boolean (dry));
     cli_json_print (j);
   } else if (!c->quiet) {
     printf ("%" PRIu64 " chunks, %" PRIu64 " %s (%" PRIu64 " bytes)\n", res.chunks_total,
             res.chunks_deleted, dry ? "unused" : "deleted", res.bytes_deleted);
+    if (res.orphans_deleted)
+      printf ("%" PRIu64 " objects of unfinished points %s\n", res.orphans_deleted,
+              dry ? "found" : "deleted");
   }
   return 0;
 }

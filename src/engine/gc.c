@@ -3,7 +3,10 @@
  * Runs under the exclusive repository lock, so no backup is in progress:
  * every chunk a running backup writes is protected by that backup's shared
  * lock until its manifest is durable.  Mark: the ids of every index of
- * every point.  Sweep: delete chunk objects not marked. */
+ * every point.  Sweep: delete chunk objects not marked, and the objects
+ * (configuration, indexes) of points that never got a manifest -- what a
+ * killed backup leaves; with the lock held, no backup can still be
+ * writing them. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,6 +45,87 @@ sweep_one (void *opaque, const char *key, uint64_t size)
   return 0;
 }
 
+/* The point directory of a key "snapshots/<source>/<time>/<name>" into
+ * dir (without the name); false for other keys. */
+static bool
+point_dir (const char *key, char *dir, size_t len)
+{
+  const char *slash = strrchr (key, '/');
+  if (strncmp (key, "snapshots/", 10) != 0 || !slash || (size_t) (slash - key) >= len)
+    return false;
+  memcpy (dir, key, (size_t) (slash - key));
+  dir[slash - key] = '\0';
+  return true;
+}
+
+/* Keys under snapshots/: which directories have a manifest. */
+struct orphans {
+  char (*keys)[256];
+  size_t n, cap;
+  struct vb_error *err;
+};
+
+/* List callback: remember every key under snapshots/. */
+static int
+collect_key (void *opaque, const char *key, uint64_t size)
+{
+  struct orphans *o = opaque;
+  if (strlen (key) >= sizeof o->keys[0])
+    return 0;
+  if (o->n == o->cap) {
+    size_t cap = o->cap ? 2 * o->cap : 256;
+    void *k = realloc (o->keys, cap * sizeof o->keys[0]);
+    if (!k) {
+      vb_errno (o->err, ENOMEM, "gc");
+      return 1;
+    }
+    o->keys = k;
+    o->cap = cap;
+  }
+  snprintf (o->keys[o->n++], sizeof o->keys[0], "%s", key);
+  return 0;
+}
+
+/* qsort/bsearch order of keys. */
+static int
+key_cmp (const void *a, const void *b)
+{
+  return strcmp (a, b);
+}
+
+/* Does directory dir hold a manifest?  (o->keys sorted) */
+static bool
+has_manifest (const struct orphans *o, const char *dir)
+{
+  char want[300];
+  snprintf (want, sizeof want, "%s/manifest", dir);
+  return bsearch (want, o->keys, o->n, sizeof o->keys[0], key_cmp) != NULL;
+}
+
+/* Delete the objects of point directories without a manifest. */
+static int
+sweep_orphans (struct repo *r, bool dry_run, struct engine_gc_result *res,
+               struct vb_error *err)
+{
+  struct repo_backend *b = repo_backend (r);
+  struct orphans o = { .err = err };
+  int rc = b->ops->list (b, "snapshots/", collect_key, &o, err);
+  if (rc == 0 && o.n)
+    qsort (o.keys, o.n, sizeof o.keys[0], key_cmp);
+  for (size_t i = 0; i < o.n && rc == 0; i++) {
+    char dir[256];
+    if (!point_dir (o.keys[i], dir, sizeof dir) || has_manifest (&o, dir))
+      continue;
+    res->orphans_deleted++;
+    if (dry_run)
+      continue;
+    if ((rc = repo_lock_check (r, err)) == 0)
+      rc = b->ops->del (b, o.keys[i], err);
+  }
+  free (o.keys);
+  return rc > 0 ? -EIO : rc;
+}
+
 /* Mark and sweep (see engine.h). */
 int
 engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
@@ -78,6 +162,8 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
     if (rc > 0)
       rc = s.rc;
   }
+  if (rc == 0)
+    rc = sweep_orphans (r, dry_run, res, err);
 out:
   idset_free (&live);
   free (pts);

@@ -84,6 +84,14 @@ vmback -q restore v@latest --to r
 cmp <(vmback disk read r/v.vmdk) <(vmback disk read ds/v/v.vmdk)
 cmp <(vmback disk read r/v_1.vmdk) <(vmback disk read ds/v/v_1.vmdk)
 P=$(vmback --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)["points"][-1]["id"])')
+# gc removes what the killed run stored (its configuration), nothing else
+unfinished () { for d in "$VMBACK_REPO"/snapshots/*/*/; do [ -f "$d/manifest" ] || echo "$d"; done; }
+U=$(unfinished)
+[ -n "$U" ] && [ -n "$(find $U -type f)" ]
+vmback --json gc > gc.json
+python3 -c 'import json; j=json.load(open("gc.json")); assert j["orphans"] >= 1 and j["deleted"] == 0, j'
+[ -z "$(unfinished)" ] && [ -z "$(find $U -type f 2>/dev/null)" ]
+vmback -q verify
 
 # ---- a signal while the freeze hook runs: no snapshot, no new point
 mkdir -p ds/v/v.vmback/freeze.d
