@@ -80,8 +80,9 @@ pl_start (struct pipeline **out, int nslots, size_t bufsize, int nthreads,
   p->threads = calloc ((size_t) nthreads, sizeof *p->threads);
   if (!p->slots || !p->queue || !p->threads)
     goto oom;
+  /* page-aligned buffers: restores write them with O_DIRECT */
   for (int i = 0; i < nslots; i++)
-    if (bufsize && !(p->slots[i].buf = malloc (bufsize)))
+    if (bufsize && posix_memalign ((void **) &p->slots[i].buf, 4096, bufsize) != 0)
       goto oom;
   for (int i = 0; i < nthreads; i++) {
     if (pthread_create (&p->threads[i], NULL, worker, p) != 0)
