@@ -280,8 +280,16 @@ ext () { [ $1 = raw ] && echo raw || echo vmdk; }
 for s in $types; do
   vmback disk convert --type $s ref.raw src-$s.$(ext $s)
 done
+# every pair; the sanitizer run (VMBACK_TEST_QUICK) takes each type to
+# three others in rotation (every type still a source and a target 3 times)
+set -- $types
 for s in $types; do
-  for d in $types; do
+  dests=$types
+  if [ -n "${VMBACK_TEST_QUICK:-}" ]; then
+    dests="$1 $2 $3"
+    set -- "${@:2}" "$1"
+  fi
+  for d in $dests; do
     out=cv-$s-$d.$(ext $d)
     vmback disk convert --type $d src-$s.$(ext $s) $out
     qemu-img compare -q -f $(ext $d) -F raw $out ref.raw
