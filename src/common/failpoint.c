@@ -136,12 +136,13 @@ vb_failpoint (const char *name)
   pthread_mutex_lock (&mu);
   if (n_specs < 0)
     load_specs ();
-  for (int i = 0; i < n_specs && !code; i++) {
+  /* every spec of the name counts the pass; the first that fires wins */
+  for (int i = 0; i < n_specs; i++) {
     struct spec *sp = &specs[i];
     if (strcmp (sp->name, name) != 0)
       continue;
     sp->hits++;
-    if (sp->hits == sp->nth || (sp->onward && sp->hits > sp->nth))
+    if (!code && (sp->hits == sp->nth || (sp->onward && sp->hits > sp->nth)))
       code = sp->code;
   }
   pthread_mutex_unlock (&mu);

@@ -561,6 +561,25 @@ status_errno (const struct resp *rs)
   return EIO;
 }
 
+/* Test hooks (failpoints, error.h) standing in for a busy or stalled
+ * server: "s3-503" answers 503 SlowDown, "s3-timeout" times out, both
+ * without sending the request.  CURLE_OK with rs->status 0 otherwise. */
+static CURLcode
+injected (struct resp *rs, char *cerr)
+{
+  if (vb_failpoint ("s3-503")) {
+    rs->status = 503;
+    snprintf (rs->code, sizeof rs->code, "SlowDown");
+    snprintf (rs->msg, sizeof rs->msg, "Please reduce your request rate (injected)");
+    return CURLE_OK;
+  }
+  if (vb_failpoint ("s3-timeout")) {
+    snprintf (cerr, CURL_ERROR_SIZE, "Operation timed out (injected)");
+    return CURLE_OPERATION_TIMEDOUT;
+  }
+  return CURLE_OK;
+}
+
 /* Run rq with retries; 0 when an HTTP answer arrived (any status, in
  * rs), else a negative errno with the error naming what/the object. */
 static int
@@ -585,8 +604,10 @@ request (struct s3_backend *s, const struct req *rq, struct resp *rs,
     rs->max = rq->max;
     rs->nobody = strcmp (rq->method, "HEAD") == 0;
     char cerr[CURL_ERROR_SIZE] = "";
-    CURLcode cc = perform (s, h, rq, url, sha, rs, cerr);
-    if (cc == CURLE_OK && !(rs->status >= 200 && rs->status < 300))
+    CURLcode cc = injected (rs, cerr);
+    if (cc == CURLE_OK && rs->status == 0)
+      cc = perform (s, h, rq, url, sha, rs, cerr);
+    if (cc == CURLE_OK && !(rs->status >= 200 && rs->status < 300) && rs->body)
       s3_error_parse (rs->body, rs->len, rs->code, sizeof rs->code, rs->msg,
                       sizeof rs->msg);
     if (cc == CURLE_WRITE_ERROR && rs->too_big)

@@ -181,3 +181,40 @@ rm -f rk.raw; vmback -q restore --repo "$K" big@latest rk.raw; cmp rk.raw big.ra
 vmback -q gc --repo "$K"
 [ "$(s3keys resume/locks/ | wc -l)" -eq 0 ]
 vmback -q verify --repo "$K"
+
+# ---- two proxies: backups of two disks into one repository at once;
+# the data they share is stored once, both points restore, verify passes
+TW=s3://$B/two
+vmback -q repo init --chunk-size 256K "$TW"
+poke_pattern shared 0 $((2 << 20)) $((SEED + 20))
+poke_pattern ua 0 $((1 << 20)) $((SEED + 21))
+poke_pattern ub 0 $((1 << 20)) $((SEED + 22))
+cat shared ua > a.raw; cat shared ub > b.raw
+"$VMBACK" -q backup --repo "$TW" a.raw & PA=$!
+"$VMBACK" -q backup --repo "$TW" b.raw & PB=$!
+wait $PA; wait $PB
+[ "$(npoints "$TW")" -eq 2 ]
+[ "$(s3keys two/chunks/ | wc -l)" -eq 16 ]              # 8 shared + 4 + 4
+for d in a b; do rm -f r$d.raw; vmback -q restore --repo "$TW" $d@latest r$d.raw; cmp r$d.raw $d.raw; done
+vmback -q verify --repo "$TW"
+
+# ---- injected 503 SlowDown answers and timeouts are retried and succeed
+poke_pattern p4 0 $((2 << 20)) $((SEED + 23))
+cat p4 >> a.raw
+VMBACK_DEBUG=1 VMBACK_FAIL_AT='s3-503:2,s3-503:3,s3-503:9,s3-timeout:5,s3-timeout:14' \
+  "$VMBACK" -q backup --repo "$TW" a.raw 2> retry.err
+[ "$(grep -c 'retrying in' retry.err)" -ge 5 ]
+rm -f ra.raw; vmback -q restore --repo "$TW" a@latest ra.raw; cmp ra.raw a.raw
+vmback -q verify --repo "$TW"
+# a server that keeps answering 503 or never answers: one clear error
+expect_fail "SlowDown|503" env VMBACK_FAIL_AT='s3-503:1+' "$VMBACK" repo info --repo "$TW"
+expect_fail "timed out.*after retries" env VMBACK_FAIL_AT='s3-timeout:1+' "$VMBACK" repo info --repo "$TW"
+
+# ---- bad input: an unreachable endpoint; a prefix that holds objects but
+# no repository; nothing is written by either
+expect_fail "connect|refused" vmback --s3-endpoint http://127.0.0.1:9 repo info --repo "$TW"
+n_before=$(s3keys two/ | wc -l)
+expect_fail "not a vmback repository|no repository|does not hold" vmback repo info --repo "$TW/chunks"
+expect_fail "not a vmback repository|no repository|does not hold" vmback -q backup --repo "$TW/chunks" a.raw
+[ "$(s3keys two/ | wc -l)" -eq "$n_before" ]
+echo OK
