@@ -5,7 +5,13 @@
 #  - locks: a running backup (SIGSTOPped) keeps gc out; a lock of another
 #    host is stale only once its "expires" time has passed;
 #  - repo copy local -> S3 (re-encrypted) and S3 -> local, restores from the
-#    copies; a rerun sends nothing; a copy killed midway resumes.
+#    copies; a rerun sends nothing; a copy killed midway resumes;
+#  - two backups into one repository at once (shared chunks stored once);
+#  - injected 503 SlowDown answers and timeouts are retried; endless ones,
+#    an unreachable endpoint and a prefix that is no repository give one
+#    clear line and write nothing;
+#  - radosgw killed mid-backup: a clear error, no partial point; after a
+#    restart the next backup succeeds and verify passes.
 # Skipped (exit 77) when Ceph is not installed or we are not root.
 . "$(dirname "$0")/functions.sh"
 requires python3 curl
@@ -217,4 +223,21 @@ n_before=$(s3keys two/ | wc -l)
 expect_fail "not a vmback repository|no repository|does not hold" vmback repo info --repo "$TW/chunks"
 expect_fail "not a vmback repository|no repository|does not hold" vmback -q backup --repo "$TW/chunks" a.raw
 [ "$(s3keys two/ | wc -l)" -eq "$n_before" ]
+
+# ---- radosgw killed mid-backup: the backup fails with a clear error and
+# no partial point is visible; after a restart the next backup succeeds
+poke_pattern big2 0 $((24 << 20)) $((SEED + 30))
+npts=$(npoints "$TW")
+"$VMBACK" -q backup --repo "$TW" big2 > kb.out 2> kb.err & KB=$!
+for _ in $(seq 500); do [ "$(s3keys two/chunks/ | wc -l)" -lt 30 ] || break; sleep 0.02; done
+"$FIXTURE" rgw-kill "$T/ceph"
+rc=0; wait $KB || rc=$?
+cat kb.err
+[ $rc = 1 ] && [ "$(wc -l < kb.err)" -le 2 ] && grep -q "s3://\|bucket\|connect" kb.err
+"$FIXTURE" rgw-start "$T/ceph"
+[ "$(npoints "$TW")" -eq "$npts" ]
+vmback -q backup --repo "$TW" big2
+[ "$(npoints "$TW")" -eq $((npts + 1)) ]
+vmback -q verify --repo "$TW"
+rm -f rbig2; vmback -q restore --repo "$TW" big2@latest rbig2; cmp rbig2 big2
 echo OK

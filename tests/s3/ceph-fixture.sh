@@ -5,6 +5,9 @@
 #
 #   tests/s3/ceph-fixture.sh start DIR [PORT]   start; writes DIR/env
 #   tests/s3/ceph-fixture.sh stop DIR           stop every daemon of DIR
+#   tests/s3/ceph-fixture.sh rgw-kill DIR       SIGKILL radosgw (a crash)
+#   tests/s3/ceph-fixture.sh rgw-start DIR [PORT]  start it again, wait
+#                                               until it answers
 #
 # DIR/env holds shell assignments (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
 # AWS_SECRET_ACCESS_KEY, AWS_REGION, CEPH_CONF): `. DIR/env`.  start
@@ -18,7 +21,7 @@ cmd=${1:-}
 DIR=${2:-}
 PORT=${3:-${CEPH_FIXTURE_PORT:-7480}}
 if [ -z "$cmd" ] || [ -z "$DIR" ]; then
-  echo "usage: $0 start|stop DIR [PORT]" >&2
+  echo "usage: $0 start|stop|rgw-kill|rgw-start DIR [PORT]" >&2
   exit 2
 fi
 
@@ -76,7 +79,21 @@ if [ "$cmd" = stop ]; then
   stop_all "$DIR"
   exit 0
 fi
-[ "$cmd" = start ] || { echo "usage: $0 start|stop DIR [PORT]" >&2; exit 2; }
+if [ "$cmd" = rgw-kill ]; then
+  pid=$(awk '$1 == "radosgw" {print $2}' "$DIR/pids")
+  [ -n "$pid" ] || { echo "ceph-fixture: no radosgw in $DIR/pids" >&2; exit 1; }
+  kill -KILL "$pid"
+  while alive "$pid"; do sleep 0.05; done
+  sed -i '/^radosgw /d' "$DIR/pids"
+  exit 0
+fi
+if [ "$cmd" = rgw-start ]; then
+  radosgw -c "$DIR/ceph.conf" -n client.rgw.gw -f >> "$DIR/log/radosgw.out" 2>&1 &
+  echo "radosgw $!" >> "$DIR/pids"
+  wait_for 60 curl -sf -o /dev/null "http://127.0.0.1:$PORT/" || { echo "ceph-fixture: radosgw did not answer" >&2; exit 1; }
+  exit 0
+fi
+[ "$cmd" = start ] || { echo "usage: $0 start|stop|rgw-kill|rgw-start DIR [PORT]" >&2; exit 2; }
 
 for c in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin curl; do
   command -v "$c" >/dev/null 2>&1 || { echo "ceph-fixture: $c is not installed (scripts/install-deps)" >&2; exit 77; }
