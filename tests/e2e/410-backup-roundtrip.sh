@@ -6,8 +6,8 @@
 . "$(dirname "$0")/functions.sh"
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
 cd "$T"
-export VMBACK_REPO=$T/repo
-vmback -q repo init --chunk-size 256K repo
+export VMBACK_REPO=$(repo_url repo)
+vmback -q repo init --chunk-size 256K "$VMBACK_REPO"
 vmback disk create --type monolithicSparse --size 48M --ctk d.vmdk
 poke_pattern p0 0 $((12 << 20)) $SEED
 vmback disk write d.vmdk --offset 1M < p0

@@ -14,9 +14,9 @@ requires python3
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
 RANDOM=$SEED
 cd "$T"
-export VMBACK_REPO=$T/repo VMBACK_QUIET_FALLBACK=1
+export VMBACK_REPO=$(repo_url repo) VMBACK_QUIET_FALLBACK=1
 CS=$((256 << 10))
-vmback -q repo init --chunk-size 256K repo
+vmback -q repo init --chunk-size 256K "$VMBACK_REPO"
 vsha () { vmback disk read "$1" | sha256sum | cut -d' ' -f1; }
 json_get () { python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(j[sys.argv[2]])' "$@"; }
 # chunks (of CS bytes) that differ between two raw images of equal size

@@ -16,9 +16,9 @@
 . "$(dirname "$0")/functions.sh"
 requires python3 qemu-img
 cd "$T"
-export VMBACK_REPO=$T/repo
+export VMBACK_REPO=$(repo_url repo)
 CS=$((256 << 10))
-vmback -q repo init --chunk-size 256K repo
+vmback -q repo init --chunk-size 256K "$VMBACK_REPO"
 V=ds/v/v.vmx
 vmback -q vm create $V --disk 64M:vmfs --disk 32M --ctk
 echo 'annotation = "a note the restore must keep"' >> $V

@@ -3,6 +3,8 @@
 #   cleanup_fn CMD...    run CMD at exit (register before creating things)
 #   expect_fail PATTERN CMD...   CMD must fail and print PATTERN (grep -E) on stderr
 #   mkpattern FILE SIZE SEED     deterministic pseudo-random file
+#   repo_url NAME        where a test's repository NAME lives: $T/NAME, or
+#                        NAME under $VMBACK_TEST_S3_REPO (tests/e2e/510-s3-suite.sh)
 set -e
 set -x
 : "${VMBACK:?VMBACK must point at the vmback binary}"
@@ -51,4 +53,10 @@ r=random.Random(int(sys.argv[4]))
 fd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)
 os.pwrite(fd,r.randbytes(int(sys.argv[3])),int(sys.argv[2])); os.close(fd)
 " "$1" "$2" "$3" "$4"
+}
+
+# A test's repository: a directory, or an S3 prefix when the suite runs
+# against S3.
+repo_url () {
+  if [ -n "${VMBACK_TEST_S3_REPO:-}" ]; then echo "$VMBACK_TEST_S3_REPO/$1"; else echo "$T/$1"; fi
 }

@@ -1,0 +1,33 @@
+#!/bin/bash
+# The repository end-to-end tests again, with every repository on S3 (a real
+# single-node Ceph RGW, tests/s3/ceph-fixture.sh): disk backup round trips
+# (410), in-place restores (460) and whole-VM backup and restore (600) run
+# unchanged except that repo_url (functions.sh) puts their repositories
+# under s3://vmback-suite/<test>/.  Skipped (exit 77) when Ceph is not
+# installed or we are not root, and in the sanitizer run
+# (VMBACK_TEST_QUICK): there 500-s3-repo covers the S3 backend's code.
+. "$(dirname "$0")/functions.sh"
+requires python3 curl
+[ -z "${VMBACK_TEST_QUICK:-}" ] || { echo "SKIP: sanitizer run (500-s3-repo covers the S3 backend)"; exit 77; }
+FIXTURE=$VMBACK_ROOT/tests/s3/ceph-fixture.sh
+rc=0; "$FIXTURE" start "$T/ceph" 2> "$T/fixture.err" || rc=$?
+if [ $rc -eq 77 ]; then echo "SKIP: $(cat "$T/fixture.err")"; exit 77; fi
+cleanup_fn "$FIXTURE" stop "$T/ceph"
+[ $rc -eq 0 ] || { cat "$T/fixture.err"; exit 1; }
+{ set +x; } 2>/dev/null                # keep the keys out of the log
+. "$T/ceph/env"
+set -x
+tests="410-backup-roundtrip 460-restore-in-place 600-vm-backup-restore"
+for t in $tests; do
+  rc=0
+  VMBACK_TEST_S3_REPO=s3://vmback-suite/$t bash "$(dirname "$0")/$t.sh" > "$T/$t.log" 2>&1 || rc=$?
+  if [ $rc -ne 0 ]; then
+    tail -n 30 "$T/$t.log"
+    echo "$t failed on S3 (exit $rc)"
+    exit 1
+  fi
+  # it really used S3: its points are listed there
+  [ "$(vmback --json list --repo "s3://vmback-suite/$t/repo" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["points"]))')" -gt 0 ]
+  echo "$t: OK on S3"
+done
+echo OK
