@@ -16,13 +16,8 @@
 . "$(dirname "$0")/functions.sh"
 requires python3 curl
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
-FIXTURE=$VMBACK_ROOT/tests/s3/ceph-fixture.sh
-rc=0; "$FIXTURE" start "$T/ceph" 2> "$T/fixture.err" || rc=$?
-if [ $rc -eq 77 ]; then echo "SKIP: $(cat "$T/fixture.err")"; exit 77; fi
-cleanup_fn "$FIXTURE" stop "$T/ceph"
-[ $rc -eq 0 ] || { cat "$T/fixture.err"; exit 1; }
+s3_fixture
 { set +x; } 2>/dev/null                # keep the keys out of the log
-. "$T/ceph/env"
 printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$T/curl.cfg"
 set -x
 PS4='+ $EPOCHREALTIME '

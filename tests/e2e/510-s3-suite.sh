@@ -9,14 +9,7 @@
 . "$(dirname "$0")/functions.sh"
 requires python3 curl
 [ -z "${VMBACK_TEST_QUICK:-}" ] || { echo "SKIP: sanitizer run (500-s3-repo covers the S3 backend)"; exit 77; }
-FIXTURE=$VMBACK_ROOT/tests/s3/ceph-fixture.sh
-rc=0; "$FIXTURE" start "$T/ceph" 2> "$T/fixture.err" || rc=$?
-if [ $rc -eq 77 ]; then echo "SKIP: $(cat "$T/fixture.err")"; exit 77; fi
-cleanup_fn "$FIXTURE" stop "$T/ceph"
-[ $rc -eq 0 ] || { cat "$T/fixture.err"; exit 1; }
-{ set +x; } 2>/dev/null                # keep the keys out of the log
-. "$T/ceph/env"
-set -x
+s3_fixture
 tests="410-backup-roundtrip 460-restore-in-place 600-vm-backup-restore"
 for t in $tests; do
   rc=0

@@ -3,6 +3,9 @@
 #   cleanup_fn CMD...    run CMD at exit (register before creating things)
 #   expect_fail PATTERN CMD...   CMD must fail and print PATTERN (grep -E) on stderr
 #   mkpattern FILE SIZE SEED     deterministic pseudo-random file
+#   s3_fixture           start a Ceph RGW for this test (tests/s3/ceph-fixture.sh),
+#                        stopped at exit; its AWS_* variables exported (skip when
+#                        Ceph cannot run here); FIXTURE names the script
 #   repo_url NAME        where a test's repository NAME lives: $T/NAME, or
 #                        NAME under $VMBACK_TEST_S3_REPO (tests/e2e/510-s3-suite.sh)
 set -e
@@ -59,4 +62,17 @@ os.pwrite(fd,r.randbytes(int(sys.argv[3])),int(sys.argv[2])); os.close(fd)
 # against S3.
 repo_url () {
   if [ -n "${VMBACK_TEST_S3_REPO:-}" ]; then echo "$VMBACK_TEST_S3_REPO/$1"; else echo "$T/$1"; fi
+}
+
+# A real S3 endpoint for this test: a single-node Ceph RGW in $T/ceph.
+s3_fixture () {
+  FIXTURE=$VMBACK_ROOT/tests/s3/ceph-fixture.sh
+  local rc=0
+  "$FIXTURE" start "$T/ceph" 2> "$T/fixture.err" || rc=$?
+  if [ $rc -eq 77 ]; then echo "SKIP: $(cat "$T/fixture.err")"; exit 77; fi
+  cleanup_fn "$FIXTURE" stop "$T/ceph"
+  [ $rc -eq 0 ] || { cat "$T/fixture.err"; exit 1; }
+  { set +x; } 2>/dev/null              # keep the keys out of the log
+  . "$T/ceph/env"
+  set -x
 }
