@@ -5,7 +5,7 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz clean
+.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz reliability clean
 
 all: build
 
@@ -44,6 +44,13 @@ fuzz: deps
 reliability-fuzz: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
 	@fuzz/run.sh --reliability $(FUZZ_TARGETS)
+
+# fuzzing (FUZZ_SECONDS, default 600 per target), the fault campaign
+# (FAULTS, default 200), the concurrency scenarios and the hostile-input
+# test, then one table of what was measured (tests/reliability/report.sh)
+reliability: build
+	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
+	@FUZZ_SECONDS=$${FUZZ_SECONDS:-600} tests/reliability/report.sh --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) build-fuzz

@@ -1,7 +1,12 @@
 /* vmback: small file I/O helpers shared by every driver.
  *
  * All reads and writes of on-disk structures go through these so that
- * short I/O, EINTR and EOF are handled in one place. */
+ * short I/O, EINTR and EOF are handled in one place.  They carry the
+ * failpoints (error.h) of disk I/O: "disk-read", "disk-write" and
+ * "disk-fsync" (vio_pread, vio_pwrite, vio_fsync: extents, headers,
+ * tables, trackers), and "meta-write", "meta-fsync", "meta-rename" (the
+ * steps of vio_write_file_atomic: descriptors, .vmx, .vmsd, journals).
+ * An injected failure sets errno and returns like the real call. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,10 +17,23 @@
 
 #include "vdisk/vdisk-int.h"
 
+/* -errno (errno set) if the failpoint name fires now, else 0. */
+static int
+fail_now (const char *name)
+{
+  int e = vb_failpoint (name);
+  if (e)
+    errno = e;
+  return -e;
+}
+
 /* Read exactly count bytes at off; EOF before that is -EIO. */
 int
 vio_pread (int fd, void *buf, size_t count, uint64_t off)
 {
+  int fe = fail_now ("disk-read");
+  if (fe)
+    return fe;
   uint8_t *p = buf;
   while (count > 0) {
     ssize_t r = pread (fd, p, count, (off_t) off);
@@ -33,9 +51,9 @@ vio_pread (int fd, void *buf, size_t count, uint64_t off)
   return 0;
 }
 
-/* Write exactly count bytes at off. */
-int
-vio_pwrite (int fd, const void *buf, size_t count, uint64_t off)
+/* Write exactly count bytes at off (no failpoint). */
+static int
+pwrite_all (int fd, const void *buf, size_t count, uint64_t off)
 {
   const uint8_t *p = buf;
   while (count > 0) {
@@ -54,10 +72,21 @@ vio_pwrite (int fd, const void *buf, size_t count, uint64_t off)
   return 0;
 }
 
+/* Write exactly count bytes at off. */
+int
+vio_pwrite (int fd, const void *buf, size_t count, uint64_t off)
+{
+  int fe = fail_now ("disk-write");
+  return fe ? fe : pwrite_all (fd, buf, count, off);
+}
+
 /* fsync, reporting -errno. */
 int
 vio_fsync (int fd)
 {
+  int fe = fail_now ("disk-fsync");
+  if (fe)
+    return fe;
   return fsync (fd) < 0 ? -errno : 0;
 }
 
@@ -103,9 +132,13 @@ vio_write_file_atomic (const char *path, const void *buf, size_t len,
     r = vb_errno (err, errno, "cannot create '%s'", tmp);
     goto out;
   }
-  r = vio_pwrite (fd, buf, len, 0);
+  r = fail_now ("meta-write");
   if (r == 0)
-    r = vio_fsync (fd);
+    r = pwrite_all (fd, buf, len, 0);
+  if (r == 0)
+    r = fail_now ("meta-fsync");
+  if (r == 0 && fsync (fd) < 0)
+    r = -errno;
   if (close (fd) < 0 && r == 0)
     r = -errno;
   if (r < 0) {
@@ -113,7 +146,7 @@ vio_write_file_atomic (const char *path, const void *buf, size_t len,
     unlink (tmp);
     goto out;
   }
-  if (rename (tmp, path) < 0) {
+  if (fail_now ("meta-rename") < 0 || rename (tmp, path) < 0) {
     r = vb_errno (err, errno, "cannot rename '%s' to '%s'", tmp, path);
     unlink (tmp);
     goto out;

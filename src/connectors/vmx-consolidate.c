@@ -406,15 +406,23 @@ merge_progress (void *opaque, uint64_t done, uint64_t total)
     c->fn (c->opaque, c->what, done, total);
 }
 
-/* Does a layer open with its whole chain? */
-static bool
-layer_opens (const char *path)
+/* Does a layer open with its whole chain?  1 yes; 0 when a file of it is
+ * gone (a replay after its removal began: merged already); otherwise the
+ * error, since a layer that exists but cannot be read now (EIO) must not
+ * be taken for merged and removed. */
+static int
+layer_opens (const char *path, struct vb_error *err)
 {
   struct vdisk *d;
-  if (vdisk_open (path, VDISK_OPEN_RDONLY, &d, NULL) < 0)
-    return false;
+  int r = vdisk_open (path, VDISK_OPEN_RDONLY, &d, err);
+  if (r == -ENOENT) {
+    vb_err_clear (err);
+    return 0;
+  }
+  if (r < 0)
+    return r;
   vdisk_close (d, NULL);
-  return true;
+  return 1;
 }
 
 /* Replace references to `from` by `to` in a name list of the .vmx or
@@ -496,8 +504,8 @@ static int
 run_plan (struct vmx_vm *vm, const struct plan *p, vmx_progress_fn progress,
           void *opaque, struct vb_error *err)
 {
-  int r = 0;
-  if (layer_opens (p->top)) {
+  int r = layer_opens (p->top, err);
+  if (r > 0) {
     struct progress_ctx pc = { .fn = progress, .opaque = opaque };
     const char *tb = strrchr (p->top, '/'), *bb = strrchr (p->base, '/');
     snprintf (pc.what, sizeof pc.what, "merge %s into %s", tb + 1, bb + 1);

@@ -7,6 +7,12 @@
  * and fsyncs the directory.  Directories are created 0700 as needed, files
  * 0600.  Temporary files are invisible to list(); names starting with
  * ".tmp-" are therefore not valid key components.
+ *
+ * Failpoints (error.h), each failing like the system call it guards:
+ * "repo-write" (a put's data), "repo-fsync" (a put's fsync, and the
+ * syncfs of a deferred batch), "repo-rename" (rename or link to the final
+ * name, also in a batch), "repo-dirsync" (fsync of a directory),
+ * "repo-read" (a get's data) and "repo-delete" (a del's unlink).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -106,10 +112,22 @@ key_path (struct local_backend *l, const char *key)
   return p;
 }
 
+/* true (errno set) if the failpoint name fires now. */
+static bool
+fail_now (const char *name)
+{
+  int e = vb_failpoint (name);
+  if (e)
+    errno = e;
+  return e != 0;
+}
+
 /* fsync a directory so that a name created or removed in it is durable. */
 static int
 fsync_dir (const char *dir)
 {
+  if (fail_now ("repo-dirsync"))
+    return -errno;
   int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return -errno;
@@ -170,6 +188,8 @@ mkdir_p (char *dir)
 static int
 write_all (int fd, const void *buf, size_t len)
 {
+  if (fail_now ("repo-write"))
+    return -errno;
   const uint8_t *p = buf;
   while (len > 0) {
     ssize_t n = write (fd, p, len > (1u << 30) ? (1u << 30) : len);
@@ -314,7 +334,7 @@ local_put (struct repo_backend *b, const char *key, const void *data,
   }
   r = write_all (fd, data, len);
   bool defer = (flags & REPO_PUT_DEFER) && !(flags & REPO_PUT_EXCL);
-  if (r == 0 && !defer && fsync (fd) < 0)
+  if (r == 0 && !defer && (fail_now ("repo-fsync") || fsync (fd) < 0))
     r = -errno;
   /* deferred: start writeback now (no waiting), so the batch's syncfs
    * finds little left to do */
@@ -354,7 +374,7 @@ local_put (struct repo_backend *b, const char *key, const void *data,
     goto out;
   }
   if (flags & REPO_PUT_EXCL) {
-    if (link (tmp, path) < 0) {
+    if (fail_now ("repo-rename") || link (tmp, path) < 0) {
       int e = errno;
       if (e == EPERM || e == ENOTSUP || e == EOPNOTSUPP || e == EMLINK
           || e == ENOSYS) {
@@ -371,15 +391,21 @@ local_put (struct repo_backend *b, const char *key, const void *data,
       goto out;
     }
     unlink (tmp);
-  } else if (rename (tmp, path) < 0) {
+  } else if (fail_now ("repo-rename") || rename (tmp, path) < 0) {
     r = vb_errno (err, errno, "cannot rename '%s' to '%s'", tmp, path);
     unlink (tmp);
     goto out;
   }
 placed:
   r = fsync_dir (dir);
-  if (r < 0)
+  if (r < 0) {
     vb_errno (err, -r, "cannot sync directory '%s'", dir);
+    /* a failed put must leave no object: callers undo the rest (a VM
+     * backup deletes its indexes after a failed manifest, a locker gives
+     * up), so an exclusive object, which did not exist before, goes too */
+    if (flags & REPO_PUT_EXCL)
+      unlink (path);
+  }
 out:
   free (dir);
   free (tmp);
@@ -437,7 +463,7 @@ local_get (struct repo_backend *b, const char *key, size_t max,
   }
   size_t got = 0;
   while (got < size + 1) {
-    ssize_t n = read (fd, buf + got, size + 1 - got);
+    ssize_t n = fail_now ("repo-read") ? -1 : read (fd, buf + got, size + 1 - got);
     if (n < 0) {
       if (errno == EINTR)
         continue;
@@ -610,7 +636,7 @@ local_del (struct repo_backend *b, const char *key, struct vb_error *err)
   char *path = key_path (l, key);
   if (!path)
     return vb_errno (err, ENOMEM, "cannot remove '%s'", key);
-  if (unlink (path) < 0) {
+  if (fail_now ("repo-delete") || unlink (path) < 0) {
     if (errno != ENOENT && errno != ENOTDIR)
       r = vb_errno (err, errno, "cannot remove '%s'", path);
     free (path);
@@ -652,10 +678,10 @@ local_sync (struct repo_backend *b, struct vb_error *err)
     return 0;
   int r = 0;
   int fd = open (l->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0 || syncfs (fd) < 0)
+  if (fd < 0 || fail_now ("repo-fsync") || syncfs (fd) < 0)
     r = vb_errno (err, errno, "cannot sync repository '%s'", l->root);
   for (size_t i = 0; i < n; i++) {
-    if (r == 0 && rename (p[i].tmp, p[i].path) < 0)
+    if (r == 0 && (fail_now ("repo-rename") || rename (p[i].tmp, p[i].path) < 0))
       r = vb_errno (err, errno, "cannot rename '%s' to '%s'", p[i].tmp, p[i].path);
     if (r < 0)
       unlink (p[i].tmp);
@@ -663,7 +689,7 @@ local_sync (struct repo_backend *b, struct vb_error *err)
     free (p[i].path);
   }
   free (p);
-  if (r == 0 && syncfs (fd) < 0)
+  if (r == 0 && (fail_now ("repo-fsync") || syncfs (fd) < 0))
     r = vb_errno (err, errno, "cannot sync repository '%s'", l->root);
   if (fd >= 0)
     close (fd);

@@ -199,6 +199,28 @@ scan_lock (void *opaque, const char *key, uint64_t size)
   return 1;
 }
 
+/* The pid in a lock's name ("locks/KIND-HOST-PID-RAND"; HOST may hold
+ * '-'), or 0 when the name has none. */
+static long
+key_pid (const char *key)
+{
+  const char *end = strrchr (key, '-');
+  if (!end || end == key)
+    return 0;
+  const char *p = end;
+  while (p > key && p[-1] != '-')
+    p--;
+  if (p == end || p == key)
+    return 0;
+  long v = 0;
+  for (const char *q = p; q < end; q++) {
+    if (*q < '0' || *q > '9' || v > INT32_MAX / 10)
+      return 0;
+    v = v * 10 + (*q - '0');
+  }
+  return v;
+}
+
 /* Look for a live conflicting lock: 0 none, -EBUSY (with the message),
  * or another error. */
 static int
@@ -215,9 +237,14 @@ find_conflict (struct repo *r, const char *own, bool exclusive_only,
     return rc;
   if (!s.conflict)
     return 0;
-  if (!s.found.readable)
+  if (!s.found.readable) {
+    long pid = key_pid (s.found.key);
+    if (pid > 0)
+      return vb_err (err, EBUSY, "repository is locked by pid %ld (unreadable "
+                     "lock '%s': remove it if no vmback runs)", pid, s.found.key);
     return vb_err (err, EBUSY, "repository is locked by '%s' (unreadable "
                    "lock: remove it if no vmback runs)", s.found.key);
+  }
   return vb_err (err, EBUSY, "repository is locked by pid %" PRId64 " on %s "
                  "(%s)", s.found.pid, s.found.host,
                  s.found.op[0] ? s.found.op : "unknown operation");

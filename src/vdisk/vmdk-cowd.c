@@ -592,6 +592,16 @@ cowd_pwrite (struct vdisk_extent *ext, const void *buf, size_t count,
     if ((uint64_t) c->free_sector + need > UINT32_MAX)
       return vb_err (err, ENOSPC, "COWD delta '%s' is full (sector numbers "
                      "are 32 bits)", ext->name);
+    /* grow the file over the reservation before the header claims it: a
+     * freeSector past the end of the file makes the delta unopenable, and
+     * a grain write that fails (or a crash) after the header update must
+     * leave it openable */
+    uint64_t end = ((uint64_t) c->free_sector + need) * VDISK_SECTOR;
+    int64_t sz = vio_size (ext->fd);
+    if (sz < 0)
+      return vb_errno (err, (int) -sz, "cannot stat '%s'", ext->name);
+    if ((uint64_t) sz < end && ftruncate (ext->fd, (off_t) end) < 0)
+      return vb_errno (err, errno, "cannot extend '%s'", ext->name);
     r = cowd_write_free (ext, (uint32_t) (c->free_sector + need), err);
     if (r < 0)
       return r;
