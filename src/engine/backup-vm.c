@@ -23,7 +23,11 @@
 #include "transport/transport.h"
 #include "vmback-config.h"
 
-/* Delete every snapshot named with one of our prefixes (see engine-int.h). */
+/* Delete every snapshot named with one of our prefixes (see engine-int.h).
+ * A restore's snapshot is reverted to first: the layer above it holds the
+ * partial writes of an in-place restore that was killed, and deleting the
+ * snapshot would merge them into the disks (a half-restored VM kept for
+ * good); reverting leaves the disks as they were before that restore. */
 int
 engine_delete_leftovers (struct vb_connector *c, struct vb_error *err)
 {
@@ -34,9 +38,15 @@ engine_delete_leftovers (struct vb_connector *c, struct vb_error *err)
     return rc;
   int count = 0;
   for (size_t i = 0; i < n && rc == 0; i++) {
-    if (strncmp (v[i].name, ENGINE_SNAP_BACKUP, strlen (ENGINE_SNAP_BACKUP)) != 0
-        && strncmp (v[i].name, ENGINE_SNAP_RESTORE, strlen (ENGINE_SNAP_RESTORE)) != 0)
+    bool restore = strncmp (v[i].name, ENGINE_SNAP_RESTORE, strlen (ENGINE_SNAP_RESTORE)) == 0;
+    if (!restore && strncmp (v[i].name, ENGINE_SNAP_BACKUP, strlen (ENGINE_SNAP_BACKUP)) != 0)
       continue;
+    if (restore) {
+      fprintf (stderr, "vmback: reverting to snapshot '%s' (id %s) left by an interrupted "
+               "restore: its partial writes are discarded\n", v[i].name, v[i].id);
+      if ((rc = c->ops->snapshot_revert (c, v[i].id, err)) < 0)
+        break;
+    }
     fprintf (stderr, "vmback: deleting snapshot '%s' (id %s) left by an interrupted run\n",
              v[i].name, v[i].id);
     rc = c->ops->snapshot_delete (c, v[i].id, err);
@@ -56,6 +66,7 @@ struct vmb {
   char snap[32];             /* our snapshot's id, "" when none */
   bool stored;               /* objects of the point were written */
   bool published;            /* its manifest was written */
+  bool put_tried;            /* writing the manifest was attempted */
 };
 
 /* Record transport mode in the manifest: "san", or "hotadd+nbd" when
@@ -234,6 +245,25 @@ drop_objects (struct vmb *b)
       be->ops->del (be, b->m->disks[i].index_key, &e);
 }
 
+/* After a failed manifest write: is the point there all the same?  An
+ * object store can fail a request (a timeout) that it carried out; the
+ * point's objects must then stay, or a listed point would lose them. */
+static bool
+manifest_landed (struct vmb *b)
+{
+  if (!b->put_tried)
+    return false;
+  struct manifest *m = malloc (sizeof *m);
+  struct vb_error e = { 0 };
+  bool there = m && repo_find_point (b->r, b->m->id, m, &e) == 0
+    && strcmp (m->id, b->m->id) == 0;
+  free (m);
+  if (there)
+    fprintf (stderr, "vmback: note: point %s was stored although writing its manifest "
+             "reported an error\n", b->m->id);
+  return there;
+}
+
 /* Delete our snapshot; rc is the flow's result so far. */
 static int
 drop_snapshot (struct vmb *b, int rc, struct vb_error *err)
@@ -273,6 +303,7 @@ run_backup (struct vmb *b, struct vb_error *err)
   if (b->o->cancel && *b->o->cancel)
     return vb_err (err, ECANCELED, "backup of '%s' interrupted", b->m->source_name);
   b->m->finished = time (NULL);
+  b->put_tried = true;
   if ((rc = repo_put_manifest (b->r, b->m, err)) == 0)
     b->published = true;
   return rc;
@@ -314,7 +345,7 @@ engine_backup_vm (struct repo *r, const char *source, const struct engine_backup
   if ((rc = repo_lock (r, false, "backup", err)) == 0) {
     rc = run_backup (&b, err);
     rc = drop_snapshot (&b, rc, err);
-    if (rc < 0 && b.stored && !b.published)
+    if (rc < 0 && b.stored && !b.published && !manifest_landed (&b))
       drop_objects (&b);
     repo_unlock (r);
   }

@@ -401,6 +401,22 @@ restore_disks_in_place (struct vmr *v, struct vb_error *err)
   return rc;
 }
 
+/* Is our snapshot S still in the VM's snapshot list? (true when unsure) */
+static bool
+snapshot_listed (struct vmr *v)
+{
+  struct vb_snapshot_info *l;
+  size_t n;
+  struct vb_error e = { 0 };
+  if (v->c->ops->list_snapshots (v->c, &l, &n, &e) < 0)
+    return true;
+  bool found = false;
+  for (size_t i = 0; i < n && !found; i++)
+    found = strcmp (l[i].id, v->snap) == 0;
+  free (l);
+  return found;
+}
+
 /* After a failure: discard the partial writes and the new configuration. */
 static void
 roll_back (struct vmr *v)
@@ -430,8 +446,15 @@ run_in_place (struct vmr *v, const char *source, struct vb_error *err)
   if ((rc = take_restore_snapshot (v, err)) == 0
       && (rc = restore_disks_in_place (v, err)) == 0) {
     rc = v->c->ops->snapshot_delete (v->c, v->snap, err);    /* merge into the disks */
-    if (rc == 0)
+    if (rc == 0 || !snapshot_listed (v))
       v->snap[0] = '\0';
+    if (rc < 0 && !v->snap[0]) {
+      /* S is gone from the snapshot list: its merge is journalled and the
+       * next open of the VM finishes it; nothing to roll back */
+      vb_err_prefix (err, "the VM's disks hold the point, but merging them failed "
+                     "(`vmback vm snapshot consolidate` finishes it)");
+      return rc;
+    }
   }
   if (rc < 0)
     roll_back (v);

@@ -77,6 +77,7 @@ write_slot (struct target *t, const struct repo_index *ix, struct pl_slot *s,
     return s->rc;
   }
   uint64_t off = s->i * ix->chunk_size;
+  vb_crashpoint ("restore-chunk");            /* tests: killed between chunks */
   if (t->dfd >= 0 && s->len % DIRECT_ALIGN == 0) {
     int rc = vio_pwrite (t->dfd, s->buf, s->len, t->base + off);
     if (rc == 0)

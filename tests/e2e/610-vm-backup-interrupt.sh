@@ -4,6 +4,8 @@
 #    one thread): exit 130, the backup snapshot deleted, no consolidation
 #    needed, no point, no object of the point;
 #  - SIGINT and SIGTERM while a freeze hook runs (--quiesce);
+#  - an in-place restore killed during its writes: the next run reverts
+#    its snapshot first, so the disks are as before that restore;
 #  - SIGKILL leaves the snapshot: the next backup deletes it, says so, and
 #    succeeds; so does a leftover named vmback-backup-... made by hand,
 #    while a user's snapshot stays.
@@ -120,4 +122,24 @@ chmod 700 ds/v/v.vmback/freeze.d/20-fsfreeze
 vmback --json backup --quiesce=required $V > b5.json
 python3 -c 'import json; j=json.load(open("b5.json")); assert j["consistency"] == "filesystem", j'
 clean_vm
+
+# ---- an in-place restore killed half way through its writes: the next run
+# reverts the restore's snapshot (discarding the partial writes) before
+# deleting it, so the disks are as they were before that restore
+P=$(vmback --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)["points"][-1]["id"])')
+mkpattern q $((2 << 20)) 9
+vmback disk write ds/v/v.vmdk --offset $((5 << 20)) < q
+before=$(vmback disk read ds/v/v.vmdk | sha256sum)
+# (the crash point fires before each chunk written; 2 MiB = 8 chunks)
+rc=0; VMBACK_CRASH_AT=restore-chunk:4 "$VMBACK" -q restore "$P" --in-place $V || rc=$?
+[ $rc = 137 ]
+[ "$(ours)" = 1 ]                       # the restore's snapshot is left
+vmback -q backup $V 2> e6
+cat e6
+grep -q "reverting to snapshot 'vmback-restore-" e6
+[ "$(ours)" = 0 ]
+clean_vm
+[ "$(vmback disk read ds/v/v.vmdk | sha256sum)" = "$before" ]
+vmback -q restore v@latest --disk scsi0:0 r6.raw
+[ "$(sha256sum < r6.raw)" = "$before" ]
 echo OK
