@@ -5,7 +5,7 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz reliability clean
+.PHONY: all deps build build-asan check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz reliability clean
 
 all: build
 
@@ -21,11 +21,13 @@ build: deps $(BUILD)/build.ninja
 check: build
 	@tests/run-all.sh $(BUILD)
 
-check-asan: deps
+build-asan: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps
 	[ -f $(ASAN_BUILD)/build.ninja ] || CC=clang meson setup $(ASAN_BUILD) -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug
 	meson configure $(ASAN_BUILD) -Dfuzz=true   # libFuzzer targets: tests/e2e/390-fuzz-smoke.sh
 	ninja -C $(ASAN_BUILD)
+
+check-asan: build-asan
 	@VMBACK_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	  tests/run-all.sh $(ASAN_BUILD)
 
