@@ -1,13 +1,13 @@
 #!/bin/bash
 # A short libFuzzer run of every fuzz target of the build under test
-# (FUZZ_SMOKE_SECONDS each, default 4, one target at a time), starting from
+# (FUZZ_SMOKE_SECONDS each, default 3, one target at a time), starting from
 # fuzz/corpus/TARGET/.  The targets exist when the build was configured
 # with -Dfuzz=true and clang can link -fsanitize=fuzzer (make check-asan
 # does both); otherwise this test skips and says why.  A crash, leak or
 # timeout fails the test; the input is kept in BUILD/fuzz-crashes/ (copy
 # it into fuzz/corpus/TARGET/ once fixed).  `make fuzz` runs longer.
 . "$(dirname "$0")/functions.sh"
-SECS=${FUZZ_SMOKE_SECONDS:-4}
+SECS=${FUZZ_SMOKE_SECONDS:-3}
 BUILD=${VMBACK_BUILD:-$(dirname "$VMBACK")}
 targets=()
 for src in "$VMBACK_ROOT"/fuzz/fuzz-*.c; do
