@@ -69,7 +69,7 @@ engine_store_index (struct repo *r, struct manifest *m, int disk,
 /* Fetch and decode one chunk. */
 int
 engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
-                    size_t cap, struct vb_error *err)
+                    size_t cap, bool strict, struct vb_error *err)
 {
   char key[128];
   chunk_key (id, key, sizeof key);
@@ -88,7 +88,8 @@ engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
       *err = ge;
     return rc;
   }
-  rc = chunk_decode (repo_keys (r), id, blob, blen, out, cap, err);
+  rc = (strict ? chunk_decode : chunk_decode_data) (repo_keys (r), id, blob, blen, out,
+                                                     cap, err);
   free (blob);
   return rc;
 }

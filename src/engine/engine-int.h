@@ -21,9 +21,11 @@ int engine_load_index (struct repo *r, const struct manifest *m, int disk,
 /* Encode and store an index, recording its key and HMAC in m->disks[disk]. */
 int engine_store_index (struct repo *r, struct manifest *m, int disk,
                         const struct repo_index *ix, struct vb_error *err);
-/* Fetch and decode chunk id into out (cap bytes); returns its length. */
+/* Fetch and decode chunk id into out (cap bytes); returns its length.
+ * strict: check every byte of the blob (verify); else chunk_decode_data
+ * (restores and exports). */
 int engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
-                        size_t cap, struct vb_error *err);
+                        size_t cap, bool strict, struct vb_error *err);
 
 /* Store a VM's configuration as the point's config object (encoded like
  * a chunk blob), recording its key, id and size in m (m->id set). */

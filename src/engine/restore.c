@@ -27,7 +27,7 @@ static int
 fetch_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
 {
   struct rctx *c = opaque;
-  int n = engine_fetch_chunk (c->r, c->ix->ids[s->i], s->buf, c->ix->chunk_size, err);
+  int n = engine_fetch_chunk (c->r, c->ix->ids[s->i], s->buf, c->ix->chunk_size, false, err);
   if (n < 0)
     return n;
   if ((size_t) n != s->len)

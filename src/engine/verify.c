@@ -28,7 +28,7 @@ static int
 check_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
 {
   struct vctx *c = opaque;
-  int n = engine_fetch_chunk (c->r, c->chunks[s->i].id, s->buf, c->chunk_size, err);
+  int n = engine_fetch_chunk (c->r, c->chunks[s->i].id, s->buf, c->chunk_size, true, err);
   if (n >= 0)
     s->len = (size_t) n;
   return n < 0 ? n : 0;

@@ -140,6 +140,14 @@ int chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
 int chunk_decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
                   const uint8_t *blob, size_t blob_len, uint8_t *out,
                   size_t cap, struct vb_error *err);
+/* chunk_decode for reading data (restore, serve): the CRC is computed
+ * only when decrypting, decompressing or the id check fails (to say
+ * "CRC mismatch" when the stored bytes changed); a blob that yields the
+ * chunk with its id is used even if its CRC field alone was damaged.
+ * verify uses chunk_decode, which checks every byte. */
+int chunk_decode_data (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+                       const uint8_t *blob, size_t blob_len, uint8_t *out,
+                       size_t cap, struct vb_error *err);
 /* Key of a chunk: "chunks/ab/<64 hex>". buf >= 80 bytes. */
 void chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len);
 /* The id of a key made by chunk_key; -1 for any other key. */

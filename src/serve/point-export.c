@@ -124,7 +124,7 @@ fetch_chunk (struct point_export *pe, uint64_t i, uint8_t *buf, struct vb_error 
 {
   struct vb_error fe = { 0 };
   uint32_t want = chunk_len (pe, i);
-  int got = engine_fetch_chunk (pe->r, pe->ix.ids[i], buf, pe->cs, &fe);
+  int got = engine_fetch_chunk (pe->r, pe->ix.ids[i], buf, pe->cs, false, &fe);
   if (got >= 0 && (uint32_t) got != want)
     got = vb_err (&fe, EBADMSG, "chunk holds %d bytes, expected %u", got, want);
   if (got < 0)

@@ -416,6 +416,35 @@ test_damage (void **state)
                  "(verified by its id)\n", same_count);
 }
 
+/* chunk_decode_data: a blob whose CRC field alone is damaged still gives
+ * its chunk (the id proves the content); damage to the stored bytes is
+ * reported as a CRC mismatch, as by chunk_decode. */
+static void
+test_decode_data (void **state)
+{
+  const struct repo_keys *keys[] = { &kp, &ke };
+  for (int k = 0; k < 2; k++) {
+    uint8_t id[32];
+    size_t blen, n = 200000;
+    uint8_t *d = text_data (n, seed + 7);
+    uint8_t *blob = encode (keys[k], d, n, id, &blen);
+    uint8_t *out = malloc (n);
+    struct vb_error err = { 0 };
+    blob[16] ^= 1;                                  /* the CRC field */
+    assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), (int) n);
+    assert_memory_equal (out, d, n);
+    assert_int_equal (chunk_decode (keys[k], id, blob, blen, out, n, &err), -EBADMSG);
+    blob[16] ^= 1;
+    blob[blen - 40] ^= 0x10;                        /* the stored payload */
+    vb_err_clear (&err);
+    assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), -EBADMSG);
+    assert_non_null (strstr (err.msg, "CRC mismatch"));
+    free (out);
+    free (blob);
+    free (d);
+  }
+}
+
 /* A wrong key, or a blob of the other kind of repository. */
 static void
 test_wrong_key (void **state)
@@ -680,6 +709,7 @@ main (void)
     cmocka_unit_test (test_ids_and_nonces),
     cmocka_unit_test (test_no_plaintext_leak),
     cmocka_unit_test (test_damage),
+    cmocka_unit_test (test_decode_data),
     cmocka_unit_test (test_wrong_key),
     cmocka_unit_test (test_zip_bomb),
     cmocka_unit_test (test_chunk_key),
