@@ -7,6 +7,7 @@
 #   FUZZ_BUILD=dir    build directory (default build-fuzz; configured with
 #                     -Dfuzz=true and ASan+UBSan when missing)
 #   FUZZ_MAX_LEN=N    largest input (default 262144)
+#   FUZZ_JOBS=N       targets fuzzed at a time (default 1)
 # Prints one line per target: target | executions | crashes (from
 # libFuzzer's -print_final_stats=1 "stat::number_of_executed_units").
 # New crashes are left in fuzz/crashes/TARGET-*; copy the input into
@@ -35,31 +36,49 @@ fi
   -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized >/dev/null
 ninja -C "$B" "${targets[@]}" >/dev/null
 mkdir -p fuzz/crashes
-status=0
-rows=()
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
-for t in "${targets[@]}"; do
-  [ -x "$B/$t" ] || { echo "fuzz/run.sh: no target '$t' in $B" >&2; exit 2; }
+rowdir=$(mktemp -d /tmp/vmback-fuzz-rows.XXXXXX)
+trap 'rm -rf "$rowdir"' EXIT
+
+# fuzz_one TARGET: run it, print its findings, leave its table row and
+# exit status in $rowdir
+fuzz_one () {
+  local t=$1 work log rc=0 execs crashes
   work=$(mktemp -d /tmp/vmback-fuzz-corpus.XXXXXX)
   log=$(mktemp /tmp/vmback-fuzz-log.XXXXXX)
   cp fuzz/corpus/$t/* "$work"/ 2>/dev/null || true
   echo "== $t for ${SECS}s"
-  rc=0
   "$B/$t" -max_total_time="$SECS" -max_len="$MAXLEN" -rss_limit_mb=2048 \
     -timeout=25 -print_final_stats=1 -artifact_prefix=fuzz/crashes/$t- \
     "$work" > "$log" 2>&1 || rc=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   crashes=$(grep -c "Test unit written to" "$log" || true)
   if [ $rc -ne 0 ]; then
-    status=1
     grep -E "ERROR: |SUMMARY: |runtime error|Test unit written" "$log" | head -5 || true
   fi
   tail -2 "$log" | grep -v "^stat::" || true
-  rows+=("$(printf "%-22s | %12s | %s" "$t" "${execs:-?}" "$([ $rc -eq 0 ] && echo "$crashes" || echo "$crashes (exit $rc)")")")
+  printf "%-22s | %12s | %s\n" "$t" "${execs:-?}" \
+    "$([ $rc -eq 0 ] && echo "$crashes" || echo "$crashes (exit $rc)")" > "$rowdir/$t"
+  echo $rc > "$rowdir/$t.rc"
   rm -rf "$work" "$log"
+}
+
+# FUZZ_JOBS targets at a time (default 1: one core, steady exec counts)
+JOBS=${FUZZ_JOBS:-1}
+for t in "${targets[@]}"; do
+  [ -x "$B/$t" ] || { echo "fuzz/run.sh: no target '$t' in $B" >&2; exit 2; }
 done
+for t in "${targets[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$JOBS" ]; do wait -n || true; done
+  fuzz_one "$t" &
+done
+wait
+status=0
 printf "%-22s | %12s | %s\n" target executions crashes
 printf -- "-----------------------+--------------+--------\n"
-for r in "${rows[@]}"; do echo "$r"; done
+for t in "${targets[@]}"; do
+  cat "$rowdir/$t" 2>/dev/null || printf "%-22s | %12s | %s\n" "$t" "?" "no result"
+  [ "$(cat "$rowdir/$t.rc" 2>/dev/null)" = 0 ] || status=1
+done
 exit $status

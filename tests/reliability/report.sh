@@ -15,7 +15,8 @@
 #     --out DIR    where the logs go (default a new /tmp/vmback-reliability.*)
 #     --from DIR   print the table from the logs of an earlier run
 #   FUZZ_SECONDS   seconds per fuzz target (default 600); FUZZ_TARGETS a subset;
-#                  FUZZ_BUILD the fuzz build directory (fuzz/run.sh: build-fuzz)
+#                  FUZZ_BUILD the fuzz build directory (fuzz/run.sh: build-fuzz);
+#                  FUZZ_JOBS targets fuzzed at a time (default 1)
 #   FAULTS, SEED   faults to inject (default 200) and the campaign's seed
 #   ROUNDS         rounds of each concurrency scenario (default 10)
 #   SKIP           parts to leave out, e.g. SKIP="fuzz hostile"
@@ -56,7 +57,7 @@ else
     echo "seed $SEED"
   } > "$OUT/info"
   if ! skipped fuzz; then
-    echo "report: fuzzing (${FUZZ_SECONDS}s per target)"
+    echo "report: fuzzing (${FUZZ_SECONDS}s per target, ${FUZZ_JOBS:-1} at a time)"
     # shellcheck disable=SC2086
     FUZZ_RELIABILITY_SECONDS=$FUZZ_SECONDS "$ROOT/fuzz/run.sh" --reliability ${FUZZ_TARGETS:-} \
       > "$OUT/fuzz.log" 2>&1
