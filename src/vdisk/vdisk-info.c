@@ -194,6 +194,18 @@ layer_ensure_ctk_path (struct vdisk_layer *l, char **out, struct vb_error *err)
   return 0;
 }
 
+/* Close a layer we wrote to; a failure to flush it on close (write or
+ * fsync of its extents or tracker) becomes the result when r was fine. */
+static int
+close_written (struct vdisk_layer *l, int r, struct vb_error *err)
+{
+  struct vb_error ce = { 0 };
+  vdisk_layer_close (l, &ce);
+  if (r >= 0 && ce.code)
+    return vb_err (err, ce.code, "%s", ce.msg);
+  return r;
+}
+
 /* Turn change tracking on: a fresh tracker, then changeTrackPath=. */
 int
 vdisk_ctk_enable (const char *path, struct vb_error *err)
@@ -213,8 +225,7 @@ vdisk_ctk_enable (const char *path, struct vb_error *err)
   if (r == 0)
     r = ctk_create (ctkp, l->size, l->desc.cid, err);
   free (ctkp);
-  vdisk_layer_close (l, NULL);
-  return r;
+  return close_written (l, r, err);
 }
 
 /* Turn change tracking off: drop changeTrackPath=, remove the tracker. */
@@ -233,8 +244,7 @@ vdisk_ctk_disable (const char *path, struct vb_error *err)
       r = vb_errno (err, errno, "cannot remove '%s'", ctkp);
     free (ctkp);
   }
-  vdisk_layer_close (l, NULL);
-  return r;
+  return close_written (l, r, err);
 }
 
 /* Hand the tracking history of one layer to another (see vdisk.h). */
@@ -275,9 +285,8 @@ out:
   if (c)
     ctk_close (c, f->desc.cid, NULL);
   free (tp);
-  vdisk_layer_close (t, NULL);
   vdisk_layer_close (f, NULL);
-  return r;
+  return close_written (t, r, err);
 }
 
 /* Current changeId of a disk, or -ESTALE with the reason. */

@@ -43,11 +43,14 @@ wait_rc () {
   if [ $rc -ge 128 ]; then echo "$1: died with signal $((rc - 128))"; exit 1; fi
   return $rc
 }
-# refused_or_ok NAME: success, or a one-line refusal naming the holder's pid
+# refused_or_ok NAME: success (DONE=1), or a one-line refusal naming the
+# holder's pid (DONE=0); anything else fails the test
 refused_or_ok () {
   local rc=0
+  DONE=1
   wait_rc "$1" || rc=$?
   [ $rc -eq 0 ] && return 0
+  DONE=0
   grep -Eq "locked by pid [0-9]+ on $HOST \((backup|prune|gc|verify|restore|serve)\)" "$1.err" \
     || { echo "$1 failed, but not because of a lock"; exit 1; }
   [ "$(wc -l < "$1.err")" -le 2 ] || { echo "$1: error is not a one-liner"; exit 1; }
@@ -142,7 +145,8 @@ for i in $(seq $((ROUNDS * 2))); do
   run_bg bk -q backup $A
   sleep "0.0$((RANDOM % 10))"
   run_bg mt -q $op
-  refused_or_ok bk && record $A
+  refused_or_ok bk
+  [ $DONE -eq 0 ] || record $A          # a refused backup made no point
   refused_or_ok mt
   [ -z "$(ls -A repo/locks)" ]
   timeout $TMO "$VMBACK" -q verify
