@@ -22,6 +22,7 @@
 #include "cli.h"
 #include "connectors/vmsd.h"
 #include "connectors/vmx-config.h"
+#include "connectors/vmx-vm.h"
 
 /* Disks per VM `vm create` makes: 15 units (0-15 without 7, the
  * controller's own id) on each of scsi0..scsi3. */
@@ -690,7 +691,7 @@ find_stray_deltas (const char *dir, const struct fileset *used, json_object *out
     if (regexec (&re, f, 2, m, 0) == 0) {
       char *desc = NULL, *stem = strndup (f, (size_t) m[1].rm_eo);
       if (stem && asprintf (&desc, "%s/%s.vmdk", dir, stem) >= 0) {
-        if (!fileset_has (used, desc))
+        if (!fileset_has (used, desc) && vmx_delta_removable (desc))
           json_object_array_add (out, json_object_new_string (f));
         free (desc);
       }

@@ -101,7 +101,7 @@ vio_size (int fd)
 }
 
 /* fsync the directory holding path, so a rename in it is durable. */
-static int
+int
 vio_fsync_dir (const char *path)
 {
   char *dir = vdisk_path_dir (path);

@@ -1,6 +1,7 @@
 /* vmback: the vmx connector -- a VMware-style VM directory, with vmback
  * as its snapshot manager (connector.h over vmx-vm.h). */
 #include <errno.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,11 +192,13 @@ vmx_snap_revert (struct vb_connector *c, const char *id, struct vb_error *err)
   return r < 0 ? r : vmx_snapshot_revert (vm_of (c), uid, err);
 }
 
-/* Merge and remove leftovers. */
+/* Merge and remove leftovers; how many delta files went. */
 static int
 vmx_consolidate (struct vb_connector *c, struct vb_error *err)
 {
-  return vmx_vm_consolidate (vm_of (c), NULL, NULL, NULL, NULL, err);
+  size_t merged = 0, removed = 0;
+  int r = vmx_vm_consolidate (vm_of (c), NULL, NULL, &merged, &removed, err);
+  return r < 0 ? r : removed > INT_MAX ? INT_MAX : (int) removed;
 }
 
 /* Snapshots of the .vmsd, by uid. */

@@ -63,7 +63,9 @@ struct vb_connector_ops {
   int (*list_disks) (struct vb_connector *c, struct vb_vm_disk **disks, size_t *n,
                      struct vb_error *err);
   /* Snapshots (SEED-DIGEST §2): create with a quiescing mode, delete one
-   * (by id), delete all, revert, consolidate leftovers. */
+   * (by id), delete all, revert, consolidate leftovers (merge layers no
+   * snapshot explains, remove files nothing uses; returns how many delta
+   * files went, 0 when the VM needed nothing). */
   int (*snapshot_create) (struct vb_connector *c, const char *name,
                           const char *description, enum quiesce_mode quiesce,
                           struct vb_snapshot *out, struct vb_error *err);

@@ -588,11 +588,11 @@ scan_deltas (const struct vmx_vm *vm, stray_fn fn, void *opaque, struct vb_error
   return r;
 }
 
-/* Is a descriptor not in the graph a delta we may remove?  It is when it
- * is gone (companions left behind) or names a parent; a base disk that
- * only looks like a delta by name is kept. */
-static bool
-removable_delta (const char *desc)
+/* Is a descriptor no disk or snapshot uses a delta we may remove (see
+ * vmx-vm.h)?  It is when it is gone (companions left behind) or names a
+ * parent; a base disk that only looks like a delta by name is kept. */
+bool
+vmx_delta_removable (const char *desc)
 {
   if (access (desc, F_OK) < 0)
     return errno == ENOENT;
@@ -617,7 +617,7 @@ static int
 collect_stray (void *opaque, const char *desc, const char *file)
 {
   struct stray_ctx *c = opaque;
-  if (graph_find (c->g, desc) || !removable_delta (desc))
+  if (graph_find (c->g, desc) || !vmx_delta_removable (desc))
     return 0;
   if (strv_add (&c->names, &c->n, file) < 0)
     return -ENOMEM;

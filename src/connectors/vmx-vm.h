@@ -115,6 +115,13 @@ int vmx_snapshot_revert (struct vmx_vm *vm, uint32_t uid, struct vb_error *err);
 int vmx_vm_consolidate (struct vmx_vm *vm, vmx_progress_fn progress, void *opaque,
                         size_t *merged, size_t *removed, struct vb_error *err);
 
+/* May the delta-named descriptor desc (DIR/NAME-NNNNNN.vmdk), which no
+ * disk or snapshot uses, go with its companions?  Yes when it is gone
+ * (companions left) or is a child disk; a file that does not open as a
+ * disk, or a base disk named like a delta, is kept.  consolidate removes
+ * exactly these; `vm info` reports them as "consolidation needed". */
+bool vmx_delta_removable (const char *desc);
+
 /* Delta files (NAME-NNNNNN.vmdk and their companions) in the VM
  * directory that no disk or snapshot uses: malloc'd array of base names
  * in *names (free each, then the array). */

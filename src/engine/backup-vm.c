@@ -23,7 +23,8 @@
 #include "transport/transport.h"
 #include "vmback-config.h"
 
-/* Delete every snapshot named with one of our prefixes (see engine-int.h).
+/* Delete every snapshot named with one of our prefixes (see engine-int.h),
+ * then consolidate what interrupted snapshot operations left.
  * A restore's snapshot is reverted to first: the layer above it holds the
  * partial writes of an in-place restore that was killed, and deleting the
  * snapshot would merge them into the disks (a half-restored VM kept for
@@ -53,7 +54,13 @@ engine_delete_leftovers (struct vb_connector *c, struct vb_error *err)
     count++;
   }
   free (v);
-  return rc < 0 ? rc : count;
+  /* a run killed inside a snapshot operation leaves delta files no
+   * snapshot explains (the VM "needs consolidation"): finish the job */
+  int k = rc < 0 ? 0 : c->ops->consolidate (c, err);
+  if (k > 0)
+    fprintf (stderr, "vmback: consolidated the VM: %d delta file%s left by an "
+             "interrupted run merged or removed\n", k, k == 1 ? "" : "s");
+  return rc < 0 ? rc : k < 0 ? k : count;
 }
 
 /* State of one VM backup. */

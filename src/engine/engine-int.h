@@ -74,8 +74,9 @@ int engine_restore_in_place_src (struct repo *r, const struct manifest *m,
 #define ENGINE_SNAP_BACKUP "vmback-backup-"
 #define ENGINE_SNAP_RESTORE "vmback-restore-"
 struct vb_connector;
-/* Delete every snapshot of c named with one of our prefixes, saying so on
- * stderr; returns how many or a negative errno. */
+/* Delete every snapshot of c named with one of our prefixes, then
+ * consolidate the VM (delta files left by a killed snapshot operation),
+ * saying so on stderr; returns how many snapshots or a negative errno. */
 int engine_delete_leftovers (struct vb_connector *c, struct vb_error *err);
 
 #endif

@@ -167,6 +167,8 @@ extern const struct vdisk_extent_ops vdisk_sesparse_ops; /* vmdk-sesparse.c */
 int vio_pread (int fd, void *buf, size_t count, uint64_t off);
 int vio_pwrite (int fd, const void *buf, size_t count, uint64_t off);
 int vio_fsync (int fd);
+/* fsync the directory holding path (a rename or link in it is durable). */
+int vio_fsync_dir (const char *path);
 /* File size via fstat, or -errno. */
 int64_t vio_size (int fd);
 /* Write a whole file atomically: tmp in same dir, fsync, rename, fsync dir. */

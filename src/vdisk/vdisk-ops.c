@@ -144,7 +144,26 @@ undo_create (const char *path, const struct vmdk_desc *d, bool embedded,
   free (dir);
 }
 
-/* Create a disk: extent files first, the descriptor last (atomically). */
+/* Give a single-file disk built at tmp its name: link (never replacing
+ * a file), drop tmp, sync the directory.  On failure nothing is left at
+ * path. */
+static int
+publish_file (const char *tmp, const char *path, struct vb_error *err)
+{
+  int r = link (tmp, path) < 0 ? -errno : 0;
+  if (r == 0 && unlink (tmp) < 0)
+    r = -errno;
+  if (r == 0)
+    r = vio_fsync_dir (path);
+  if (r < 0 && r != -EEXIST)
+    unlink (path);
+  return r < 0 ? vb_errno (err, -r, "cannot create '%s'", path) : 0;
+}
+
+/* Create a disk: extent files first, the descriptor last (atomically).  A
+ * single-file disk (descriptor embedded) is built under a temporary name
+ * and linked into place when complete, so that a process killed while
+ * creating it never leaves a partial disk under its name. */
 static int
 create_disk (const char *path, const struct vdisk_create_opts *o,
              const char *phint, uint32_t parent_cid, struct vb_error *err)
@@ -197,13 +216,19 @@ create_disk (const char *path, const struct vdisk_create_opts *o,
     r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
     goto out2;
   }
+  char *tmp = NULL;
+  if (ti.embedded && asprintf (&tmp, "%s.tmp.%ld", path, (long) getpid ()) < 0) {
+    tmp = NULL;
+    r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
+    goto out2;
+  }
   const struct vdisk_extent_ops *ops = vdisk_extent_driver (ti.kind);
   size_t created = 0;
   bool ctk_made = false;
   for (size_t i = 0; i < d.n_ext && r == 0; i++) {
     c.sectors = d.ext[i].sectors;
     c.embedded_desc = ti.embedded ? text : NULL;
-    char *p = ti.embedded ? strdup (path) : vdisk_path_join (dir, d.ext[i].file);
+    char *p = ti.embedded ? strdup (tmp) : vdisk_path_join (dir, d.ext[i].file);
     if (!p)
       r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
     else if (!ti.embedded && exists (p))
@@ -218,12 +243,15 @@ create_disk (const char *path, const struct vdisk_create_opts *o,
     ctk_made = true;
   if (r == 0 && !ti.embedded)
     r = vio_write_file_atomic (path, text, strlen (text), err);
+  if (r == 0 && ti.embedded)
+    r = publish_file (tmp, path, err);
   if (r < 0) {
-    undo_create (path, &d, ti.embedded, created);
+    undo_create (ti.embedded ? tmp : path, &d, ti.embedded, created);
     if (ctk_made)
       unlink (ctkp);
   }
 out2:
+  free (tmp);
   free (text);
   free (dir);
   free (ctkp);

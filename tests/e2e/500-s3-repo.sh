@@ -13,6 +13,7 @@
 #  - radosgw killed mid-backup: a clear error, no partial point; after a
 #    restart the next backup succeeds and verify passes.
 # Skipped (exit 77) when Ceph is not installed or we are not root.
+# e2e: serial
 . "$(dirname "$0")/functions.sh"
 requires python3 curl
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"

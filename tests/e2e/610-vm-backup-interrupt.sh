@@ -8,7 +8,9 @@
 #    its snapshot first, so the disks are as before that restore;
 #  - SIGKILL leaves the snapshot: the next backup deletes it, says so, and
 #    succeeds; so does a leftover named vmback-backup-... made by hand,
-#    while a user's snapshot stays.
+#    while a user's snapshot stays;
+#  - killed while its snapshot creates the disks' children: the next
+#    backup consolidates what was left, and succeeds.
 . "$(dirname "$0")/functions.sh"
 requires python3
 cd "$T"
@@ -142,4 +144,20 @@ clean_vm
 [ "$(vmback disk read ds/v/v.vmdk | sha256sum)" = "$before" ]
 vmback -q restore v@latest --disk scsi0:0 r6.raw
 [ "$(sha256sum < r6.raw)" = "$before" ]
+
+# ---- a backup killed while its snapshot makes the children (after the
+# first disk's, in the second disk's first write: the 6th disk write, as
+# each hosted sparse child takes 4 and the tracking file 1): the first child is a
+# delta nothing uses, the second never appears under its name (built under
+# a temporary one); the next backup consolidates, says so, and succeeds
+rc=0; VMBACK_FAIL_AT=disk-write:6=KILL "$VMBACK" -q backup $V 2> /dev/null || rc=$?
+[ $rc = 137 ]
+[ "$(ours)" = 0 ]
+vmback --json vm info $V > info7.json
+python3 -c 'import json; j=json.load(open("info7.json")); assert j["consolidation-needed"] and j["unreferenced-files"] == ["v-000001-ctk.vmdk", "v-000001.vmdk"], j'
+[ -z "$(find ds/v -name 'v_1-000001*.vmdk')" ]
+vmback -q backup $V 2> e7
+cat e7
+grep -q "consolidated the VM: 2 delta files left by an interrupted run" e7
+clean_vm
 echo OK

@@ -10,8 +10,8 @@
 . "$(dirname "$0")/functions.sh"
 requires python3 qemu-img
 cd "$T"
-export VMBACK_REPO=$T/repo
-vmback -q repo init --chunk-size 256K repo
+export VMBACK_REPO=$(repo_url repo)
+vmback -q repo init --chunk-size 256K "$VMBACK_REPO"
 V=ds/v/v.vmx
 vmback -q vm create $V --disk 16M:vmfs --disk 8M --ctk
 mkpattern p 3000000 5
@@ -82,9 +82,12 @@ sz=$(stat -c %s ds/v/v_1.vmdk)
 truncate -s $((sz - (1 << 20))) ds/v/v_1.vmdk
 expect_fail "past the end of the file" vmback -q backup --full $V
 [ "$(npoints)" = "$n" ]
-[ "$(find repo/snapshots -name manifest | wc -l)" = "$n" ]
-[ "$(find repo/snapshots -type f | wc -l)" = "$(find repo/snapshots -name manifest -o -name '*.index' -o -name config | wc -l)" ]
-for d in repo/snapshots/v/*/; do [ -e "$d/manifest" ] || { echo "objects of a failed point: $d"; exit 1; }; done
+repo_objects repo | grep '^snapshots/' > objs
+[ "$(grep -c '/manifest$' objs)" = "$n" ]
+[ -z "$(grep -v -e '/manifest$' -e '\.index$' -e '/config$' objs)" ]
+for d in $(sed 's|/[^/]*$||' objs | sort -u); do
+  grep -qx "$d/manifest" objs || { echo "objects of a failed point: $d"; exit 1; }
+done
 clean_vm
 # repaired: the next backup works
 cp good.vmdk ds/v/v_1.vmdk

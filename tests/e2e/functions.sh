@@ -8,6 +8,7 @@
 #                        Ceph cannot run here); FIXTURE names the script
 #   repo_url NAME        where a test's repository NAME lives: $T/NAME, or
 #                        NAME under $VMBACK_TEST_S3_REPO (tests/e2e/510-s3-suite.sh)
+#   repo_objects NAME    the object names of that repository, either way
 set -e
 set -x
 : "${VMBACK:?VMBACK must point at the vmback binary}"
@@ -62,6 +63,31 @@ os.pwrite(fd,r.randbytes(int(sys.argv[3])),int(sys.argv[2])); os.close(fd)
 # against S3.
 repo_url () {
   if [ -n "${VMBACK_TEST_S3_REPO:-}" ]; then echo "$VMBACK_TEST_S3_REPO/$1"; else echo "$T/$1"; fi
+}
+
+# The object names (paths below the repository, e.g. "chunks/ab/ab..."),
+# one a line, of repository NAME wherever repo_url puts it: a find of the
+# directory, or a ListObjectsV2 of the S3 prefix (curl signs it; the keys
+# stay out of the trace).
+repo_objects () {
+  if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then
+    (cd "$T/$1" && find . -type f | sed 's|^\./||' | sort)
+    return
+  fi
+  local url=${VMBACK_TEST_S3_REPO#s3://}/$1 bucket prefix
+  bucket=${url%%/*}; prefix=${url#*/}/
+  { set +x; } 2>/dev/null
+  printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$T/.curl-objects"
+  set -x
+  curl -sf -K "$T/.curl-objects" --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" \
+    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
+    "${AWS_ENDPOINT_URL%/}/$bucket?list-type=2&max-keys=1000&prefix=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$prefix")" \
+    | python3 -c '
+import sys, xml.etree.ElementTree as E
+r = E.parse(sys.stdin).getroot(); ns = r.tag.split("}")[0] + "}" if r.tag.startswith("{") else ""
+assert r.findtext(ns + "IsTruncated") != "true", "more than 1000 objects"
+p = sys.argv[1]
+print("\n".join(sorted(k.text[len(p):] for k in r.iter(ns + "Key"))))' "$prefix" | sed '/^$/d'
 }
 
 # A real S3 endpoint for this test: a single-node Ceph RGW in $T/ceph.
