@@ -212,11 +212,11 @@ create_disk (const char *path, const struct vdisk_create_opts *o,
   }
   char *text = vmdk_desc_format (&d);
   char *dir = vdisk_path_dir (path);
+  char *tmp = NULL;
   if (!text || !dir) {
     r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
     goto out2;
   }
-  char *tmp = NULL;
   if (ti.embedded && asprintf (&tmp, "%s.tmp.%ld", path, (long) getpid ()) < 0) {
     tmp = NULL;
     r = vb_errno (err, ENOMEM, "cannot create '%s'", path);
