@@ -101,7 +101,7 @@ if [ -f "$OUT/fuzz.log" ]; then
   while IFS='|' read -r t e c; do
     [ -n "$t" ] || continue
     t=$(echo $t); e=$(echo $e); c=$(echo $c)
-    row fuzz "$t" "$e execs" "$c crashes"
+    row fuzz "$t" "$e execs" "$(echo "$c" | sed 's/^\([0-9]*\)/\1 crashes/')"
     [ "${c%% *}" = 0 ] || bad=1
   done <<< "$rows"
   [ "$(rc_of "$OUT/fuzz.log")" = 0 ] || bad=1
