@@ -8,13 +8,6 @@
  * that load instead of decoding it again (multi-conn clients and parallel
  * requests often ask for pieces of one chunk at once).
  *
- * Sequential reads (chunk i, then i+1) start a read-ahead: PF_THREADS
- * threads decode the next chunks into the cache while the reader copies
- * out the current one, so decoding (hash check, decompression) runs on
- * more than the one thread nbdkit serves a connection on.  Read-ahead
- * needs a cache of at least 4 x PF_DEPTH chunks; its failures are left
- * for the reader to meet and report.
- *
  * The overlay (docs/serve.md) is FILE, a sparse raw file of the disk's
  * size holding the written blocks at their offsets, and FILE.bitmap, a
  * header plus one bit per block.  Bits only go from 0 to 1, and a flush
@@ -40,8 +33,6 @@
 #define OV_MAGIC "VBOVERL1"
 #define OV_HEADER 512u           /* bitmap starts here */
 #define MAX_CACHE_CHUNKS 4096u
-#define PF_DEPTH 4u                  /* chunks read ahead of a sequential reader */
-#define PF_THREADS 2
 
 /* One decoded chunk in the cache. */
 struct cache_entry {
@@ -63,13 +54,6 @@ struct point_export {
   pthread_cond_t loaded;         /* a slot finished loading */
   struct cache_entry *cache;
   uint64_t ncache, clock, hits, misses;
-
-  /* read-ahead (mu): load chunks [pf_next, pf_end) */
-  pthread_cond_t pf_wake;
-  pthread_t pf_th[PF_THREADS];
-  int pf_started;                /* threads running */
-  bool pf_stop;
-  uint64_t pf_next, pf_end, last_read, prefetched;
 
   pthread_rwlock_t ov;           /* overlay */
   int ov_fd, map_fd;             /* -1 = read-only */
@@ -180,79 +164,6 @@ cache_victim (struct point_export *pe)
   return v;
 }
 
-/* Read-ahead thread: load the chunks of the window that are neither
- * zero nor cached, one at a time, until told to stop. */
-static void *
-prefetcher (void *opaque)
-{
-  struct point_export *pe = opaque;
-  pthread_mutex_lock (&pe->mu);
-  while (!pe->pf_stop) {
-    uint64_t i = pe->pf_next;
-    while (i < pe->pf_end && (index_is_zero (&pe->ix, i) || cache_find (pe, i)))
-      i++;
-    struct cache_entry *slot = i < pe->pf_end ? cache_victim (pe) : NULL;
-    if (!slot) {
-      pe->pf_next = i;
-      pthread_cond_wait (&pe->pf_wake, &pe->mu);
-      continue;
-    }
-    pe->pf_next = i + 1;
-    free (slot->data);
-    slot->data = NULL;
-    slot->idx = i;
-    slot->loading = true;
-    pthread_mutex_unlock (&pe->mu);
-    struct vb_error e = { 0 };
-    uint8_t *buf = malloc (pe->cs);
-    bool ok = buf && fetch_chunk (pe, i, buf, &e) == 0;
-    pthread_mutex_lock (&pe->mu);
-    slot->loading = false;
-    if (ok) {
-      slot->data = buf;
-      slot->used = ++pe->clock;
-      pe->prefetched++;
-      buf = NULL;
-    }
-    free (buf);
-    pthread_cond_broadcast (&pe->loaded);
-  }
-  pthread_mutex_unlock (&pe->mu);
-  return NULL;
-}
-
-/* A read of chunk i is starting (mu held): when it follows the previous
- * one, move the read-ahead window past it (starting the threads on the
- * first use, so that they are created in the serving process). */
-static void
-prefetch_note (struct point_export *pe, uint64_t i)
-{
-  bool sequential = i == pe->last_read + 1;
-  pe->last_read = i;
-  if (!sequential || pe->ncache < 4 * PF_DEPTH || pe->pf_stop)
-    return;
-  if (pe->pf_next < i + 1)
-    pe->pf_next = i + 1;
-  pe->pf_end = i + 1 + PF_DEPTH < pe->ix.n ? i + 1 + PF_DEPTH : pe->ix.n;
-  while (pe->pf_started < PF_THREADS
-         && pthread_create (&pe->pf_th[pe->pf_started], NULL, prefetcher, pe) == 0)
-    pe->pf_started++;
-  pthread_cond_broadcast (&pe->pf_wake);
-}
-
-/* Stop and join the read-ahead threads. */
-static void
-prefetch_stop (struct point_export *pe)
-{
-  pthread_mutex_lock (&pe->mu);
-  pe->pf_stop = true;
-  pthread_cond_broadcast (&pe->pf_wake);
-  pthread_mutex_unlock (&pe->mu);
-  for (int k = 0; k < pe->pf_started; k++)
-    pthread_join (pe->pf_th[k], NULL);
-  pe->pf_started = 0;
-}
-
 /* Copy [a, a+n) of non-zero chunk i into out: from the cache, else
  * fetched once (threads wanting a chunk being loaded wait for it) and
  * kept in the cache. */
@@ -261,7 +172,6 @@ chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t
             struct vb_error *err)
 {
   pthread_mutex_lock (&pe->mu);
-  prefetch_note (pe, i);
   struct cache_entry *e;
   while ((e = cache_find (pe, i)) && e->loading)
     pthread_cond_wait (&pe->loaded, &pe->mu);
@@ -501,9 +411,7 @@ pe_open (struct repo *r, const char *point, const struct pe_opts *o,
   pe->ov_fd = pe->map_fd = -1;
   pthread_mutex_init (&pe->mu, NULL);
   pthread_cond_init (&pe->loaded, NULL);
-  pthread_cond_init (&pe->pf_wake, NULL);
   pthread_rwlock_init (&pe->ov, NULL);
-  pe->last_read = UINT64_MAX - 1;   /* no read yet: the first is not sequential */
   int rc = repo_find_point (r, point, pe->m, err);
   if (rc == 0 && (rc = pick_disk (pe, o->disk, err)) >= 0) {
     pe->disk = rc;
@@ -530,7 +438,6 @@ pe_close (struct point_export *pe, struct vb_error *err)
 {
   if (!pe)
     return 0;
-  prefetch_stop (pe);
   int rc = pe->ov_fd >= 0 && pe->map_fd >= 0 ? pe_flush (pe, err) : 0;
   if (pe->ov_fd >= 0)
     close (pe->ov_fd);
@@ -545,7 +452,6 @@ pe_close (struct point_export *pe, struct vb_error *err)
   free (pe->m);
   pthread_mutex_destroy (&pe->mu);
   pthread_cond_destroy (&pe->loaded);
-  pthread_cond_destroy (&pe->pf_wake);
   pthread_rwlock_destroy (&pe->ov);
   free (pe);
   return rc;
@@ -738,7 +644,6 @@ pe_get_stats (struct point_export *pe, struct pe_stats *s)
   pthread_mutex_lock (&pe->mu);
   s->hits = pe->hits;
   s->misses = pe->misses;
-  s->prefetched = pe->prefetched;
   s->capacity = pe->ncache;
   s->cached = 0;
   for (uint64_t k = 0; k < pe->ncache; k++)

@@ -66,7 +66,6 @@ int pe_extents (struct point_export *pe, uint64_t off, uint64_t count,
 
 struct pe_stats {
   uint64_t hits, misses;     /* cache lookups of non-zero chunks */
-  uint64_t prefetched;       /* chunks loaded by read-ahead */
   uint64_t cached;           /* chunks held now */
   uint64_t capacity;         /* most chunks ever held */
 };

@@ -201,38 +201,6 @@ test_extents (void **state)
   pe_close (pe, NULL);
 }
 
-/* Sequential reads start the read-ahead: the next chunks arrive decoded
- * before they are asked for, every byte is still right, and a small cache
- * gets none. */
-static void
-test_prefetch (void **state)
-{
-  struct point_export *pe = open_pe (NULL, 0);
-  check_read (pe, orig, 2 * CS, 10);
-  check_read (pe, orig, 3 * CS, 10);          /* 2 then 3: read 5 and 6 ahead */
-  struct pe_stats s;
-  for (int k = 0; k < 500; k++) {
-    pe_get_stats (pe, &s);
-    if (s.prefetched >= 2)
-      break;
-    usleep (10000);
-  }
-  assert_int_equal (s.prefetched, 2);         /* 4 is a zero chunk, 7 is past the end */
-  uint64_t misses = s.misses;
-  check_read (pe, orig, 5 * CS, CS);
-  check_read (pe, orig, 6 * CS, DISK_SIZE - 6 * CS);
-  pe_get_stats (pe, &s);
-  assert_int_equal (s.misses, misses);        /* both came from the read-ahead */
-  check_read (pe, orig, 0, DISK_SIZE);
-  pe_close (pe, NULL);
-
-  pe = open_pe (NULL, 8 * CS);
-  check_read (pe, orig, 0, DISK_SIZE);
-  pe_get_stats (pe, &s);
-  assert_int_equal (s.prefetched, 0);
-  pe_close (pe, NULL);
-}
-
 /* The cache never holds more chunks than its bound, and serves hits. */
 static void
 test_cache_bound (void **state)
@@ -453,7 +421,6 @@ main (void)
     cmocka_unit_test (test_reads),
     cmocka_unit_test (test_extents),
     cmocka_unit_test (test_cache_bound),
-    cmocka_unit_test (test_prefetch),
     cmocka_unit_test (test_overlay),
     cmocka_unit_test (test_parallel_reads),
     cmocka_unit_test (test_corrupt_chunk),
