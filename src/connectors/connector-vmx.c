@@ -196,8 +196,8 @@ vmx_snap_revert (struct vb_connector *c, const char *id, struct vb_error *err)
 static int
 vmx_consolidate (struct vb_connector *c, struct vb_error *err)
 {
-  size_t merged = 0, removed = 0;
-  int r = vmx_vm_consolidate (vm_of (c), NULL, NULL, &merged, &removed, err);
+  size_t removed = 0;          /* merged layers are counted here too */
+  int r = vmx_vm_consolidate (vm_of (c), NULL, NULL, NULL, &removed, err);
   return r < 0 ? r : removed > INT_MAX ? INT_MAX : (int) removed;
 }
 

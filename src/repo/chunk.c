@@ -301,6 +301,25 @@ crc_ok (const uint8_t *blob, const uint8_t *payload, uint32_t payload_len)
   return blob_crc (blob, payload, payload_len) == get32 (blob + OFF_CRC);
 }
 
+/* Record that a blob failed to decode: "CRC mismatch" when its stored
+ * bytes changed (the diagnosis that matters), else what decoding found. */
+static int damaged_blob (struct vb_error *err, const char *hex, const uint8_t *blob,
+                         const uint8_t *payload, uint32_t payload_len,
+                         const char *fmt, ...) __attribute__ ((format (printf, 6, 7)));
+static int
+damaged_blob (struct vb_error *err, const char *hex, const uint8_t *blob,
+              const uint8_t *payload, uint32_t payload_len, const char *fmt, ...)
+{
+  if (!crc_ok (blob, payload, payload_len))
+    return damaged (err, hex, "CRC mismatch");
+  char what[256];
+  va_list ap;
+  va_start (ap, fmt);
+  vsnprintf (what, sizeof what, fmt, ap);
+  va_end (ap);
+  return damaged (err, hex, "%s", what);
+}
+
 /* Decode a blob into out[0..cap): every header field is checked on its
  * own, the claimed plain length against cap and CHUNK_MAX_SIZE before
  * anything is allocated or decompressed, then the CRC (at once, or with
@@ -376,11 +395,9 @@ decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
       if (g < 0)
         r = vb_err (err, EIO, "cannot decrypt chunk %s: AES-256-GCM failed",
                     hex);
-      else if (!crc_ok (blob, payload, payload_len))
-        r = damaged (err, hex, "CRC mismatch");
       else
-        r = damaged (err, hex, "authentication failed (wrong key, or the "
-                     "blob was altered)");
+        r = damaged_blob (err, hex, blob, payload, payload_len, "authentication "
+                          "failed (wrong key, or the blob was altered)");
       goto out;
     }
     body = dst;
@@ -391,24 +408,18 @@ decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
      * and decompress into exactly plain_len bytes of out: a frame that
      * would produce more hits the bound and fails. */
     unsigned long long fcs = ZSTD_getFrameContentSize (body, body_len);
-    if (fcs != plain_len && !crc_ok (blob, payload, payload_len)) {
-      r = damaged (err, hex, "CRC mismatch");
-      goto out;
-    }
     if (fcs != plain_len) {
-      r = damaged (err, hex, "compressed frame announces %s, not %" PRIu32
-                   " bytes", fcs == ZSTD_CONTENTSIZE_ERROR ? "garbage"
-                   : fcs == ZSTD_CONTENTSIZE_UNKNOWN ? "no size"
-                   : "another size", plain_len);
+      r = damaged_blob (err, hex, blob, payload, payload_len,
+                        "compressed frame announces %s, not %" PRIu32
+                        " bytes", fcs == ZSTD_CONTENTSIZE_ERROR ? "garbage"
+                        : fcs == ZSTD_CONTENTSIZE_UNKNOWN ? "no size"
+                        : "another size", plain_len);
       goto out;
     }
     size_t fl = ZSTD_findFrameCompressedSize (body, body_len);
-    if ((ZSTD_isError (fl) || fl != body_len) && !crc_ok (blob, payload, payload_len)) {
-      r = damaged (err, hex, "CRC mismatch");
-      goto out;
-    }
     if (ZSTD_isError (fl) || fl != body_len) {
-      r = damaged (err, hex, "compressed body is not one whole zstd frame");
+      r = damaged_blob (err, hex, blob, payload, payload_len,
+                        "compressed body is not one whole zstd frame");
       goto out;
     }
     bool owned;
@@ -422,13 +433,12 @@ decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
     if (owned)
       ZSTD_freeDCtx (dc);
     if (ZSTD_isError (z) || z != plain_len) {
-      if (!crc_ok (blob, payload, payload_len))
-        r = damaged (err, hex, "CRC mismatch");
-      else if (ZSTD_isError (z))
-        r = damaged (err, hex, "cannot decompress: %s", ZSTD_getErrorName (z));
+      if (ZSTD_isError (z))
+        r = damaged_blob (err, hex, blob, payload, payload_len,
+                          "cannot decompress: %s", ZSTD_getErrorName (z));
       else
-        r = damaged (err, hex, "decompressed to %zu bytes, not %" PRIu32,
-                     z, plain_len);
+        r = damaged_blob (err, hex, blob, payload, payload_len,
+                          "decompressed to %zu bytes, not %" PRIu32, z, plain_len);
       goto out;
     }
   } else if (!enc && plain_len > 0) {
@@ -438,8 +448,8 @@ decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
   uint8_t got[REPO_ID_LEN];
   crypto_chunk_id (k, out, plain_len, got);
   if (!crypto_equal (got, id, REPO_ID_LEN)) {
-    r = damaged (err, hex, crc_ok (blob, payload, payload_len)
-                 ? "its content does not match its id" : "CRC mismatch");
+    r = damaged_blob (err, hex, blob, payload, payload_len,
+                      "its content does not match its id");
     goto out;
   }
   r = (int) plain_len;
