@@ -32,7 +32,45 @@ struct bctx {
   pthread_mutex_t mu;        /* guards seen and the counters below */
   struct idset seen;         /* ids stored or found during this run */
   struct manifest_disk *md;
+  bool costly_exists;        /* the backend's exists() is a request */
+  unsigned misses;           /* exists() answers "no" in a row */
+  unsigned unasked;          /* chunks stored without asking, modulo */
 };
+
+/* When asking the repository whether a chunk exists costs a request
+ * (S3: a HEAD, about as much server work as a small PUT), a run of new
+ * data does not ask about every chunk: after PROBE_STREAK misses in a row
+ * only every PROBE_EVERY-th chunk is asked about and the others are
+ * stored without asking (chunks are content-addressed, so storing one
+ * that exists only costs its upload).  One hit resumes asking about every
+ * chunk, so data that is mostly present (a VM cloned from one already
+ * backed up) is still stored once. */
+#define PROBE_STREAK 32
+#define PROBE_EVERY 16
+
+/* Ask the repository about this chunk? */
+static bool
+want_probe (struct bctx *c)
+{
+  pthread_mutex_lock (&c->mu);
+  bool ask = !c->costly_exists || c->misses < PROBE_STREAK
+             || ++c->unasked % PROBE_EVERY == 0;
+  pthread_mutex_unlock (&c->mu);
+  return ask;
+}
+
+/* exists() for a chunk key, keeping the streak of misses. */
+static int
+probe (struct bctx *c, const char *key, struct vb_error *err)
+{
+  int ex = c->b->ops->exists (c->b, key, err);
+  if (ex < 0)
+    return ex;
+  pthread_mutex_lock (&c->mu);
+  c->misses = ex ? 0 : c->misses + 1;
+  pthread_mutex_unlock (&c->mu);
+  return ex;
+}
 
 /* Worker: zero check, id, dedup, encode, store. */
 static int
@@ -54,7 +92,9 @@ store_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
     return 0;
   char key[128];
   chunk_key (s->id, key, sizeof key);
-  int ex = c->b->ops->exists (c->b, key, err);
+  int ex = 0;
+  if (want_probe (c))
+    ex = probe (c, key, err);
   if (ex < 0)
     return ex;
   if (ex == 0) {
@@ -315,6 +355,7 @@ engine_backup_read (struct repo *r, const struct engine_disk_src *src,
   if ((rc = index_alloc (ix, size, cs, err)) < 0)
     goto out;
   c.b = repo_backend (r);
+  c.costly_exists = c.b->ops->costly_exists;
   c.k = repo_keys (r);
   c.level = repo_compress_level (r);
   pthread_mutex_init (&c.mu, NULL);

@@ -1205,4 +1205,5 @@ const struct repo_backend_ops repo_backend_s3 = {
   .list = s3_list,
   .del = s3_del,
   .sync = s3_sync,
+  .costly_exists = true,
 };

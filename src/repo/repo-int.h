@@ -64,6 +64,9 @@ struct repo_backend_ops {
    * calls it before writing anything that references them).  NULL = puts
    * are never deferred.  Deferred puts not synced by close are dropped. */
   int (*sync) (struct repo_backend *b, struct vb_error *err);
+  /* exists() is a request to a server rather than a local lookup, so
+   * callers asking about every new chunk may ask about fewer. */
+  bool costly_exists;
 };
 
 struct repo_backend {

@@ -7,6 +7,8 @@
 #  - repo copy local -> S3 (re-encrypted) and S3 -> local, restores from the
 #    copies; a rerun sends nothing; a copy killed midway resumes;
 #  - two backups into one repository at once (shared chunks stored once);
+#  - a run of new chunks is stored without asking S3 about each one, and
+#    asking resumes once a chunk is found;
 #  - injected 503 SlowDown answers and timeouts are retried; endless ones,
 #    an unreachable endpoint and a prefix that is no repository give one
 #    clear line and write nothing;
@@ -199,6 +201,28 @@ wait $PA; wait $PB
 [ "$(s3keys two/chunks/ | wc -l)" -eq 16 ]              # 8 shared + 4 + 4
 for d in a b; do rm -f r$d.raw; vmback -q restore --repo "$TW" $d@latest r$d.raw; cmp r$d.raw $d.raw; done
 vmback -q verify --repo "$TW"
+
+# ---- dedup questions: on S3 each "is this chunk there?" is a request, so
+# a run of new chunks stops asking (after 32 misses only every 16th is
+# asked about, the rest are sent); one hit resumes asking, so a disk made
+# mostly of chunks the repository holds is not sent again.  A local
+# repository asks about every chunk.
+DP=s3://$B/probe
+vmback -q repo init --chunk-size 256K "$DP"
+poke_pattern old 0 $((40 << 18)) $((SEED + 30))
+poke_pattern new 0 $((40 << 18)) $((SEED + 31))
+cat new old > mix.raw
+vmback -q backup --repo "$DP" old
+vmback --json backup --repo "$DP" mix.raw > mix.json
+pnew=$(jget mix.json chunks-new); preused=$(jget mix.json chunks-reused)
+[ $((pnew + preused)) -eq 80 ]
+[ "$pnew" -gt 40 ] && [ "$pnew" -le 60 ]     # some sent unasked, then asked again
+vmback -q restore --repo "$DP" mix@latest rmix.raw; cmp rmix.raw mix.raw
+vmback -q verify --repo "$DP"
+vmback -q repo init --chunk-size 256K lprobe
+vmback -q backup --repo lprobe old
+vmback --json backup --repo lprobe mix.raw > lmix.json
+[ "$(jget lmix.json chunks-new)" -eq 40 ] && [ "$(jget lmix.json chunks-reused)" -eq 40 ]
 
 # ---- injected 503 SlowDown answers and timeouts are retried and succeed
 poke_pattern p4 0 $((2 << 20)) $((SEED + 23))
