@@ -10,7 +10,8 @@
 #       .vmdk (vmback disk write, tracked by CBT) and the raw file (dd), then
 #       the second backup of each tool
 #   (3) full restore of the latest point (vmback restore to raw, borg extract,
-#       restic restore)
+#       restic restore), and the `sync` after each (vmback's restore is
+#       durable when it exits, the others' data is still in the page cache)
 #   (4) peak RSS of vmback backup for the 2 GiB disk and for a 64 GiB sparse
 #       disk holding the same data, and their time ratio
 # Prints seconds, ratios against the issue's targets and PASS/FAIL.  Every
@@ -142,15 +143,24 @@ for run_i in $(seq "$RUNS"); do
   have restic && SZ[restic]=$(du -sb rrepo | cut -f1)
 
   # (3) full restore of the latest point
+  # X_sync: the `sync` right after each restore, i.e. the time until the
+  # restored data is on disk (vmback fsyncs before it exits; borg and
+  # restic leave their data in the page cache)
+  sync
   run v_rest "$V" -q restore --repo vrepo latest v.raw
+  run v_sync sync
   same "vmback restore" v.raw; rm -f v.raw
   if have borg; then
     rm -rf bx && mkdir bx && cd bx
+    sync
     run b_rest borg extract ../brepo::p2
+    run b_sync sync
     cd .. ; same "borg extract" bx/cur.raw; rm -rf bx
   fi
   if have restic; then
+    sync
     run r_rest restic -q -r rrepo restore latest --target rx
+    run r_sync sync
     same "restic restore" rx/cur.raw; rm -rf rx
   fi
 
@@ -180,6 +190,8 @@ ver () { "$@" 2>/dev/null | head -1 || echo missing; }
 isnum () { [[ "${1:-}" =~ ^[0-9.]+$ ]]; }
 t () { echo "${T[$1]:-MISSING}"; }
 c () { echo "${CPU[$1]:-MISSING}"; }
+# tsum A B: best wall time of A plus that of B
+tsum () { isnum "${T[$1]:-}" && isnum "${T[$2]:-}" && awk -v a="${T[$1]}" -v b="${T[$2]}" 'BEGIN { printf "%.3f", a + b }' || echo MISSING; }
 mib () { isnum "${1:-}" && awk -v a="$1" 'BEGIN { printf "%.0f", a / 1048576 }' || echo MISSING; }
 kmib () { isnum "${1:-}" && awk -v a="$1" 'BEGIN { printf "%.1f", a / 1024 }' || echo MISSING; }
 row () { printf "%-30s %10s %10s %10s %10s\n" "$@"; }
@@ -198,6 +210,7 @@ row "wall seconds" "vmback" "borg" "restic" "zstd -1 -T2"
 row "(1) first full backup" "$(t v_full)" "$(t b_full)" "$(t r_full)" "$(t z_full)"
 row "(2) backup after 1% change" "$(t v_incr)" "$(t b_incr)" "$(t r_incr)" "-"
 row "(3) full restore (latest)" "$(t v_rest)" "$(t b_rest)" "$(t r_rest)" "-"
+row "(3) restore, then sync" "$(tsum v_rest v_sync)" "$(tsum b_rest b_sync)" "$(tsum r_rest r_sync)" "-"
 echo
 row "CPU seconds (user+sys)" "vmback" "borg" "restic" "zstd -1 -T2"
 row "(1) first full backup" "$(c v_full)" "$(c b_full)" "$(c r_full)" "$(c z_full)"
@@ -246,6 +259,8 @@ check "time 64 GiB / 2 GiB backup"           "$(t v_64g)" "$(t v_2g)" 1.3
 info  "full: vmback / restic"                "$(t v_full)" "$(t r_full)"
 info  "incremental: vmback / restic 2nd run" "$(t v_incr)" "$(t r_incr)"
 info  "restore: vmback / restic restore"     "$(t v_rest)" "$(t r_rest)"
+info  "restore+sync: vmback / borg"          "$(tsum v_rest v_sync)" "$(tsum b_rest b_sync)"
+info  "restore+sync: vmback / restic"        "$(tsum v_rest v_sync)" "$(tsum r_rest r_sync)"
 info  "CPU full: vmback / borg"              "$(c v_full)" "$(c b_full)"
 info  "CPU full: vmback / zstd floor"        "$(c v_full)" "$(c z_full)"
 info  "CPU incremental: vmback / borg"       "$(c v_incr)" "$(c b_incr)"
