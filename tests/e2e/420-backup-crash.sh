@@ -2,14 +2,14 @@
 # Crash safety: backups SIGKILLed at random moments (KILLS times, default
 # 20; 8 in the sanitizer run, VMBACK_TEST_QUICK) leave the repository
 # verifiable and every completed point restorable bit-exactly; the next
-# backup succeeds.
+# backup succeeds.  Also run on S3 by 510-s3-suite (repo_url).
 . "$(dirname "$0")/functions.sh"
 KILLS=${KILLS:-$([ -n "${VMBACK_TEST_QUICK:-}" ] && echo 8 || echo 20)}
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
 RANDOM=$SEED
 cd "$T"
-export VMBACK_REPO=$T/repo VMBACK_QUIET_FALLBACK=1
-vmback -q repo init --chunk-size 256K repo
+VMBACK_REPO=$(repo_url repo); export VMBACK_REPO VMBACK_QUIET_FALLBACK=1
+vmback -q repo init --chunk-size 256K "$VMBACK_REPO"
 vmback disk create --type monolithicSparse --size 96M --ctk d.vmdk
 poke_pattern p 0 $((40 << 20)) $SEED
 vmback disk write d.vmdk --offset 0 < p

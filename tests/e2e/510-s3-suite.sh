@@ -1,7 +1,8 @@
 #!/bin/bash
 # The repository end-to-end tests again, with every repository on S3 (a real
 # single-node Ceph RGW, tests/s3/ceph-fixture.sh): repository basics (400),
-# disk backup round trips (410), in-place restores (460), whole-VM backup
+# disk backup round trips (410), backups killed at random moments (420),
+# in-place restores (460), whole-VM backup
 # and restore (600) and VM disks added, removed, grown or failing (620) run
 # unchanged except that repo_url (functions.sh) puts their repositories
 # under s3://vmback-suite/<test>/ (repo_objects lists their objects).
@@ -13,7 +14,7 @@
 requires python3 curl
 [ -z "${VMBACK_TEST_QUICK:-}" ] || { echo "SKIP: sanitizer run (500-s3-repo covers the S3 backend)"; exit 77; }
 s3_fixture
-tests="400-repo-basics 410-backup-roundtrip 460-restore-in-place 600-vm-backup-restore 620-vm-backup-disk-changes"
+tests="400-repo-basics 410-backup-roundtrip 420-backup-crash 460-restore-in-place 600-vm-backup-restore 620-vm-backup-disk-changes"
 for t in $tests; do
   rc=0
   VMBACK_TEST_S3_REPO=s3://vmback-suite/$t bash "$(dirname "$0")/$t.sh" > "$T/$t.log" 2>&1 || rc=$?
