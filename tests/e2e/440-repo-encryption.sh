@@ -6,6 +6,8 @@
 # random pattern (the search works). A wrong passphrase or key file gives a
 # one-line error and writes nothing; --key-file and $VMBACK_KEY_FILE work;
 # repository files are 0600 and directories 0700 even under umask 022.
+# Also run on S3 by 510-s3-suite: repo_url/repo_fetch/repo_put
+# (functions.sh) reach the objects there; file modes are local only.
 . "$(dirname "$0")/functions.sh"
 requires python3
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
@@ -54,52 +56,61 @@ PY
 # CMD must fail (a plain "! CMD" is not checked under set -e)
 absent () { if "$@"; then echo "unexpectedly found: $*"; exit 1; fi; }
 sha_of () { sha256sum < "$1" | cut -d' ' -f1; }
-perms_ok () {   # files 0600, directories 0700
+perms_ok () {   # files 0600, directories 0700 (S3 objects have no modes)
+  [ -z "${VMBACK_TEST_S3_REPO:-}" ] || return 0
+  set -- "$T/$1"
   [ -z "$(find "$1" -type f ! -perm 600)" ] || { find "$1" -type f ! -perm 600 -ls; return 1; }
   [ -z "$(find "$1" -type d ! -perm 700)" ] || { find "$1" -type d ! -perm 700 -ls; return 1; }
 }
 
 # ---- sanity: an unencrypted repository holds the random pattern in clear
-vb repo init plain
-vb backup --repo plain dr.raw
-[ "$(count_windows plain R)" -gt 0 ]
+PL=$(repo_url plain) EN=$(repo_url enc) KR=$(repo_url kr)
+has_object () { repo_objects "$1" | grep -qx "$2"; }
+vb repo init "$PL"
+vb backup --repo "$PL" dr.raw
+[ "$(count_windows "$(repo_fetch plain)" R)" -gt 0 ]
 # ... and names the chunk of R after its SHA-256
-[ -f "plain/chunks/$(sha_of R | cut -c1-2)/$(sha_of R)" ]
+has_object plain "chunks/$(sha_of R | cut -c1-2)/$(sha_of R)"
 
 # ---- encrypted, passphrase from the environment
-vb repo init --encrypt enc
-vmback --json repo info --repo enc | python3 -c '
+vb repo init --encrypt "$EN"
+vmback --json repo info --repo "$EN" | python3 -c '
 import json,sys; j=json.load(sys.stdin); assert j["encrypted"] is True and j["kdf"].startswith("scrypt"), j'
-vb backup --repo enc --name rnd dr.raw
-vb backup --repo enc --name txt dc.raw
-vmback --json list --repo enc | python3 -c '
+vb backup --repo "$EN" --name rnd dr.raw
+vb backup --repo "$EN" --name txt dc.raw
+vmback --json list --repo "$EN" | python3 -c '
 import json,sys; p=json.load(sys.stdin)["points"]; assert len(p)==2, p'
+ENC=$(repo_fetch enc)
 for pat in R C; do
-  n=$(count_windows enc $pat); echo "$pat windows in enc: $n"; [ "$n" -eq 0 ]
+  n=$(count_windows "$ENC" $pat); echo "$pat windows in enc: $n"; [ "$n" -eq 0 ]
 done
-absent grep -rqF "vmback-secret-line" enc
-absent grep -rqF "quick brown fox" enc
+absent grep -rqF "vmback-secret-line" "$ENC"
+absent grep -rqF "quick brown fox" "$ENC"
 # chunk names are keyed (HMAC), not the plaintext's SHA-256
-[ ! -e "enc/chunks/$(sha_of R | cut -c1-2)/$(sha_of R)" ]
-[ ! -e "enc/chunks/$(sha_of C | cut -c1-2)/$(sha_of C)" ]
+absent has_object enc "chunks/$(sha_of R | cut -c1-2)/$(sha_of R)"
+absent has_object enc "chunks/$(sha_of C | cut -c1-2)/$(sha_of C)"
 # deduplication still works under encryption: 8 MiB of 1 MiB chunks with
 # R six times -> far fewer than 16 chunk objects
-nch=$(find enc/chunks -type f | wc -l); echo "chunks: $nch"; [ "$nch" -le 8 ]
+nch=$(repo_objects enc | grep -c '^chunks/'); echo "chunks: $nch"; [ "$nch" -le 8 ]
 # bit-exact restores
-vb restore --repo enc rnd@latest r1.raw
+vb restore --repo "$EN" rnd@latest r1.raw
 cmp r1.raw dr.raw
-vb restore --repo enc txt@latest r2.vmdk
+vb restore --repo "$EN" txt@latest r2.vmdk
 vmback disk read r2.vmdk | cmp - dc.raw
-vb verify --repo enc
+vb verify --repo "$EN"
 perms_ok enc
 perms_ok plain
 
 # ---- wrong or missing passphrase: one-line error, nothing written
-state () { (cd "$1" && find . -printf '%p %s %m %T@\n' | sort && find . -type f -exec sha256sum {} + | sort); }
+state () {   # every object's name and bytes (and locally: size, mode, time)
+  local d; d=$(repo_fetch "$1")
+  [ -n "${VMBACK_TEST_S3_REPO:-}" ] || (cd "$d" && find . -printf '%p %s %m %T@\n' | sort)
+  (cd "$d" && find . -type f -exec sha256sum {} + | sort)
+}
 state enc > before
-for cmd in "backup --repo enc --name rnd dr.raw" "list --repo enc" "verify --repo enc" \
-           "restore --repo enc rnd@latest w.raw" "gc --repo enc" "prune --repo enc --keep-last 1" \
-           "repo info --repo enc"; do
+for cmd in "backup --repo $EN --name rnd dr.raw" "list --repo $EN" "verify --repo $EN" \
+           "restore --repo $EN rnd@latest w.raw" "gc --repo $EN" "prune --repo $EN --keep-last 1" \
+           "repo info --repo $EN"; do
   # shellcheck disable=SC2086
   VMBACK_PASSPHRASE=wrong-passphrase expect_fail "wrong passphrase" vmback $cmd
   cat "$T/stderr" >> "$LOG"
@@ -110,50 +121,53 @@ done
 [ ! -e w.raw ]
 state enc > after
 diff before after
-[ -z "$(ls enc/locks)" ]
+[ -z "$(repo_objects enc | grep '^locks/' || true)" ]
 
 # ---- a damaged encrypted chunk is caught (authentication tag)
-rm -rf enc2; cp -a enc enc2
-c=$(find enc2/chunks -type f | head -1)
-python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(40); b=f.read(1); f.seek(40); f.write(bytes([b[0]^1]))' "$c"
-rc=0; vmback verify --repo enc2 > /dev/null 2> v.err || rc=$?
+repo_clone enc enc2
+c=$(repo_objects enc2 | grep '^chunks/' | head -1)
+cp "$ENC/$c" bad
+python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(40); b=f.read(1); f.seek(40); f.write(bytes([b[0]^1]))' bad
+repo_put enc2 "$c" bad
+rc=0; vmback verify --repo "$(repo_url enc2)" > /dev/null 2> v.err || rc=$?
 cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "$c")" v.err
 # a valid blob of another chunk under this chunk's name (the id is bound)
-rm -rf enc2; cp -a enc enc2
-mapfile -t cs < <(find enc2/chunks -type f | sort | head -2)
-cp "${cs[0]}" "${cs[1]}"
-rc=0; vmback verify --repo enc2 > /dev/null 2> v.err || rc=$?
+repo_clone enc enc3
+mapfile -t cs < <(repo_objects enc3 | grep '^chunks/' | head -2)
+repo_put enc3 "${cs[1]}" "$ENC/${cs[0]}"
+rc=0; vmback verify --repo "$(repo_url enc3)" > /dev/null 2> v.err || rc=$?
 cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "${cs[1]}")" v.err
-rm -rf enc2
 
 # ---- --key-file: the file's bytes are the secret
 head -c 48 /dev/urandom | base64 -w0 > kf; echo >> kf; chmod 600 kf
 SECRET=$(head -1 kf)
 head -c 48 /dev/urandom | base64 -w0 > badkf
 unset VMBACK_PASSPHRASE
-vb repo init --encrypt --key-file kf kr
-vb backup --repo kr --key-file kf dr.raw
-VMBACK_KEY_FILE=$T/kf vb backup --repo kr --name txt dc.raw
-vb list --repo kr --key-file kf
-expect_fail "wrong passphrase|key file" vmback list --repo kr --key-file badkf
-expect_fail "wrong passphrase|key file" vmback backup --repo kr --key-file badkf dc.raw
-expect_fail "no such file|cannot (open|read)" vmback list --repo kr --key-file nosuch
-expect_fail "encrypted|passphrase|key" vmback list --repo kr < /dev/null
+vb repo init --encrypt --key-file kf "$KR"
+vb backup --repo "$KR" --key-file kf dr.raw
+VMBACK_KEY_FILE=$T/kf vb backup --repo "$KR" --name txt dc.raw
+vb list --repo "$KR" --key-file kf
+expect_fail "wrong passphrase|key file" vmback list --repo "$KR" --key-file badkf
+expect_fail "wrong passphrase|key file" vmback backup --repo "$KR" --key-file badkf dc.raw
+expect_fail "no such file|cannot (open|read)" vmback list --repo "$KR" --key-file nosuch
+expect_fail "encrypted|passphrase|key" vmback list --repo "$KR" < /dev/null
 # a passphrase is not the key file
-VMBACK_PASSPHRASE=$PASS expect_fail "wrong passphrase" vmback list --repo kr
-vb restore --repo kr --key-file kf dr@latest k1.raw
+VMBACK_PASSPHRASE=$PASS expect_fail "wrong passphrase" vmback list --repo "$KR"
+vb restore --repo "$KR" --key-file kf dr@latest k1.raw
 cmp k1.raw dr.raw
-VMBACK_KEY_FILE=$T/kf vb restore --repo kr txt@latest k2.raw
+VMBACK_KEY_FILE=$T/kf vb restore --repo "$KR" txt@latest k2.raw
 cmp k2.raw dc.raw
-vb verify --repo kr --key-file kf
-for pat in R C; do [ "$(count_windows kr $pat)" -eq 0 ]; done
+vb verify --repo "$KR" --key-file kf
+KRD=$(repo_fetch kr)
+for pat in R C; do [ "$(count_windows "$KRD" $pat)" -eq 0 ]; done
 perms_ok kr
 
 # ---- the secrets appear in no output and no repository file
 cat "$LOG"
 [ -s "$LOG" ]
 absent grep -qF "$PASS" "$LOG"
-absent grep -rqF "$PASS" enc kr plain
+ALL=("$(repo_fetch enc)" "$KRD" "$(repo_fetch plain)")
+absent grep -rqF "$PASS" "${ALL[@]}"
 absent grep -qF "$SECRET" "$LOG"
-absent grep -rqF "$SECRET" enc kr plain
+absent grep -rqF "$SECRET" "${ALL[@]}"
 grep -qF "$SECRET" kf     # (the search itself works)

@@ -9,6 +9,10 @@
 #   repo_url NAME        where a test's repository NAME lives: $T/NAME, or
 #                        NAME under $VMBACK_TEST_S3_REPO (tests/e2e/510-s3-suite.sh)
 #   repo_objects NAME    the object names of that repository, either way
+#   repo_fetch NAME      a local directory holding every object of it (the
+#                        repository itself, or a fresh download from S3)
+#   repo_put NAME KEY FILE   store FILE as object KEY of it (a damaged copy)
+#   repo_clone NAME NEW  a byte-for-byte copy of repository NAME as NEW
 set -e
 set -x
 : "${VMBACK:?VMBACK must point at the vmback binary}"
@@ -74,20 +78,57 @@ repo_objects () {
     (cd "$T/$1" && find . -type f | sed 's|^\./||' | sort)
     return
   fi
-  local url=${VMBACK_TEST_S3_REPO#s3://}/$1 bucket prefix
-  bucket=${url%%/*}; prefix=${url#*/}/
-  { set +x; } 2>/dev/null
-  printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$T/.curl-objects"
-  set -x
-  curl -sf -K "$T/.curl-objects" --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" \
-    -H "x-amz-content-sha256: e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855" \
-    "${AWS_ENDPOINT_URL%/}/$bucket?list-type=2&max-keys=1000&prefix=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$prefix")" \
+  local prefix
+  prefix=$(_s3_prefix "$1")
+  _s3_req "?list-type=2&max-keys=1000&prefix=$(python3 -c 'import sys,urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$prefix")" \
+    -H "x-amz-content-sha256: $_E3" \
     | python3 -c '
 import sys, xml.etree.ElementTree as E
 r = E.parse(sys.stdin).getroot(); ns = r.tag.split("}")[0] + "}" if r.tag.startswith("{") else ""
 assert r.findtext(ns + "IsTruncated") != "true", "more than 1000 objects"
 p = sys.argv[1]
 print("\n".join(sorted(k.text[len(p):] for k in r.iter(ns + "Key"))))' "$prefix" | sed '/^$/d'
+}
+
+_E3=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855   # sha256 of ""
+# The key prefix of repository NAME in the bucket of $VMBACK_TEST_S3_REPO.
+_s3_prefix () { local u=${VMBACK_TEST_S3_REPO#s3://}/$1; echo "${u#*/}/"; }
+# A signed request for PATH after the bucket ("/key" or "?query"):
+# _s3_req PATH CURL-ARGS...  (the keys stay out of the trace)
+_s3_req () {
+  local bucket=${VMBACK_TEST_S3_REPO#s3://} path=$1; shift
+  { set +x; } 2>/dev/null
+  printf 'user = "%s:%s"\n' "$AWS_ACCESS_KEY_ID" "$AWS_SECRET_ACCESS_KEY" > "$T/.curl-objects"
+  set -x
+  curl -sf -K "$T/.curl-objects" --aws-sigv4 "aws:amz:${AWS_REGION:-us-east-1}:s3" "$@" \
+    "${AWS_ENDPOINT_URL%/}/${bucket%%/*}$path"
+}
+
+# Every object of repository NAME in a local directory (printed): the
+# repository's own directory, or a fresh download of its objects from S3.
+repo_fetch () {
+  if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then echo "$T/$1"; return; fi
+  local d=$T/.fetch/$1 k
+  rm -rf "$d"; mkdir -p "$d"
+  for k in $(repo_objects "$1"); do
+    mkdir -p "$d/$(dirname "$k")"
+    _s3_req "/$(_s3_prefix "$1")$k" -o "$d/$k" -H "x-amz-content-sha256: $_E3"
+  done
+  echo "$d"
+}
+
+# Store FILE as object KEY of repository NAME (to damage it on purpose).
+repo_put () {
+  if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then cp "$3" "$T/$1/$2"; return; fi
+  _s3_req "/$(_s3_prefix "$1")$2" -T "$3" -H "x-amz-content-sha256: $(sha256sum < "$3" | cut -d' ' -f1)" > /dev/null
+}
+
+# Repository NEW as a byte-for-byte copy of repository NAME.
+repo_clone () {
+  if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then rm -rf "${T:?}/$2"; cp -a "$T/$1" "$T/$2"; return; fi
+  local d k
+  d=$(repo_fetch "$1")
+  for k in $(repo_objects "$1"); do repo_put "$2" "$k" "$d/$k"; done
 }
 
 # A real S3 endpoint for this test: a single-node Ceph RGW in $T/ceph.
