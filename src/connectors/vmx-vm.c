@@ -1,13 +1,17 @@
 /* vmback: a VMware-style VM directory and its snapshot operations
  * (vmx-vm.h).  Merging and clean-up live in vmx-consolidate.c. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/file.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -153,6 +157,49 @@ vm_names (struct vmx_vm *vm, const char *vmx_path, struct vb_error *err)
   return vb_errno (err, ENOMEM, "cannot open '%s'", vmx_path);
 }
 
+/* The pid in a temporary file name "FILE.tmp.PID" (vio_write_file_atomic,
+ * vdisk create) when FILE ends in one of the VM's file types, or any FILE
+ * when any_file; 0 for other names. */
+static long
+tmp_owner (const char *name, bool any_file)
+{
+  static const char *const types[] = { ".vmx", ".vmsd", ".vmdk", ".vmsn", ".vmxf", ".nvram" };
+  const char *t = NULL;
+  for (const char *p = strstr (name, ".tmp."); p; p = strstr (p + 1, ".tmp."))
+    t = p;
+  if (!t || t == name || !t[5] || strlen (t + 5) > 10 || strspn (t + 5, "0123456789") != strlen (t + 5))
+    return 0;
+  bool typed = any_file;
+  for (size_t i = 0; i < sizeof types / sizeof types[0] && !typed; i++) {
+    size_t n = strlen (types[i]);
+    typed = (size_t) (t - name) > n && strncasecmp (t - n, types[i], n) == 0;
+  }
+  return typed ? strtol (t + 5, NULL, 10) : 0;
+}
+
+/* Remove the temporary files of atomic writes whose process was killed
+ * before the rename (FILE.tmp.PID, PID no longer running) from dir.  Only
+ * called under the VM lock; best effort: what cannot be removed stays. */
+static void
+remove_stale_tmp (const char *dir, bool any_file)
+{
+  DIR *d = opendir (dir);
+  if (!d)
+    return;
+  struct dirent *e;
+  while ((e = readdir (d))) {
+    long pid = tmp_owner (e->d_name, any_file);
+    struct stat st;
+    if (pid <= 0 || pid == (long) getpid () || pid > INT_MAX
+        || (kill ((pid_t) pid, 0) == 0 || errno != ESRCH)
+        || fstatat (dirfd (d), e->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0
+        || !S_ISREG (st.st_mode))
+      continue;
+    unlinkat (dirfd (d), e->d_name, 0);
+  }
+  closedir (d);
+}
+
 /* Open a VM (see vmx-vm.h). */
 int
 vmx_vm_open (const char *vmx_path, struct vmx_vm **out, struct vb_error *err)
@@ -167,8 +214,11 @@ vmx_vm_open (const char *vmx_path, struct vmx_vm **out, struct vb_error *err)
     r = vb_errno (err, errno, "cannot open '%s'", vmx_path);
   if (r == 0)
     r = take_lock (vm, err);
-  if (r == 0)
+  if (r == 0) {
+    remove_stale_tmp (vm->dir, false);
+    remove_stale_tmp (vm->state_dir, true);
     r = load_files (vm, err);
+  }
   if (r == 0)
     r = vmx_vm_recover (vm, err);
   if (r < 0) {

@@ -2,7 +2,8 @@
 # vm create / vm info: a VM directory as on a datastore (SEED-DIGEST §1):
 # NAME.vmx + NAME.vmsd + NAME.nvram + per disk descriptor, extent, -ctk.
 # Disks are read back by qemu-img (which we did not write), the .vmx by
-# grep, and vm info --json is checked field by field.
+# grep, and vm info --json is checked field by field.  Opening a VM for a
+# change removes the temporary files of writes killed before their rename.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img python3
 cd "$T"
@@ -185,4 +186,17 @@ grep -q 'error: .*web01_1-flat.vmdk' m.txt
 printf 'displayName = "x"\nfoo\n' > bad.vmx
 expect_fail "cannot parse 'bad.vmx' line 2" vmback vm info bad.vmx
 expect_fail "cannot" vmback vm info nothere.vmx
+
+# temporary files of atomic writes whose process was killed (FILE.tmp.PID,
+# PID gone) are removed when the VM is next opened (here by consolidate;
+# vm info only reads); others stay: a live
+# pid's, a name that is no VM file's
+vmback vm create tmpvm/t.vmx --disk 8M
+sh -c 'exit 0' & dead=$!; wait $dead
+for f in t.vmx t.vmsd t_0.vmdk t-000001-ctk.vmdk; do echo x > "tmpvm/$f.tmp.$dead"; done
+mkdir -p tmpvm/t.vmback; echo x > tmpvm/t.vmback/journal.tmp.$dead
+echo x > tmpvm/t.vmx.tmp.$$            # this shell: alive
+echo x > tmpvm/notes.txt.tmp.$dead     # not a VM file
+vmback vm snapshot consolidate tmpvm/t.vmx > /dev/null
+[ "$(cd tmpvm && find . -name '*.tmp.*' | sort | tr '\n' ' ')" = "./notes.txt.tmp.$dead ./t.vmx.tmp.$$ " ]
 echo OK
