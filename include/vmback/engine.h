@@ -129,6 +129,7 @@ int engine_prune (struct repo *r, const struct engine_prune_opts *o,
 struct engine_gc_result {
   uint64_t chunks_total, chunks_deleted, bytes_deleted;
   uint64_t orphans_deleted;  /* objects of points that have no manifest */
+  uint64_t tmp_deleted, tmp_bytes;  /* temporary files of killed writes */
 };
 int engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
                struct vb_error *err);

@@ -193,6 +193,8 @@ cmd_gc (struct cli *c, int argc, char **argv)
     json_object_object_add (j, "deleted", json_object_new_uint64 (res.chunks_deleted));
     json_object_object_add (j, "bytes-freed", json_object_new_uint64 (res.bytes_deleted));
     json_object_object_add (j, "orphans", json_object_new_uint64 (res.orphans_deleted));
+    json_object_object_add (j, "temporary-files", json_object_new_uint64 (res.tmp_deleted));
+    json_object_object_add (j, "temporary-bytes", json_object_new_uint64 (res.tmp_bytes));
     json_object_object_add (j, "dry-run", json_object_new_boolean (dry));
     cli_json_print (j);
   } else if (!c->quiet) {
@@ -201,6 +203,10 @@ cmd_gc (struct cli *c, int argc, char **argv)
     if (res.orphans_deleted)
       printf ("%" PRIu64 " objects of unfinished points %s\n", res.orphans_deleted,
               dry ? "found" : "deleted");
+    if (res.tmp_deleted)
+      printf ("%" PRIu64 " temporary file%s of interrupted writes %s (%" PRIu64 " bytes)\n",
+              res.tmp_deleted, res.tmp_deleted == 1 ? "" : "s", dry ? "found" : "deleted",
+              res.tmp_bytes);
   }
   return 0;
 }

@@ -164,6 +164,9 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
   }
   if (rc == 0)
     rc = sweep_orphans (r, dry_run, res, err);
+  if (rc == 0 && repo_backend (r)->ops->sweep_tmp && (rc = repo_lock_check (r, err)) == 0)
+    rc = repo_backend (r)->ops->sweep_tmp (repo_backend (r), dry_run, &res->tmp_deleted,
+                                           &res->tmp_bytes, err);
 out:
   idset_free (&live);
   free (pts);

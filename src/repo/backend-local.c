@@ -696,6 +696,54 @@ local_sync (struct repo_backend *b, struct vb_error *err)
   return r;
 }
 
+/* Remove (or count) the ".tmp-" files under dir, recursively. */
+static int
+sweep_tmp_dir (const char *dir, int depth, bool dry_run, uint64_t *n,
+               uint64_t *bytes, struct vb_error *err)
+{
+  if (depth > LIST_MAX_DEPTH)
+    return 0;
+  DIR *d = opendir (dir);
+  if (!d)
+    return errno == ENOENT || errno == ENOTDIR ? 0
+           : vb_errno (err, errno, "cannot list '%s'", dir);
+  int r = 0;
+  struct dirent *de;
+  while (r == 0 && (de = readdir (d))) {
+    const char *nm = de->d_name;
+    struct stat st;
+    if (strcmp (nm, ".") == 0 || strcmp (nm, "..") == 0
+        || fstatat (dirfd (d), nm, &st, AT_SYMLINK_NOFOLLOW) < 0)
+      continue;
+    if (S_ISDIR (st.st_mode)) {
+      char *sub;
+      if (asprintf (&sub, "%s/%s", dir, nm) < 0)
+        r = vb_errno (err, ENOMEM, "cannot list '%s'", dir);
+      else {
+        r = sweep_tmp_dir (sub, depth + 1, dry_run, n, bytes, err);
+        free (sub);
+      }
+    } else if (S_ISREG (st.st_mode) && strncmp (nm, TMP_PREFIX, strlen (TMP_PREFIX)) == 0) {
+      if (!dry_run && unlinkat (dirfd (d), nm, 0) < 0 && errno != ENOENT)
+        r = vb_errno (err, errno, "cannot delete '%s/%s'", dir, nm);
+      else {
+        (*n)++;
+        *bytes += (uint64_t) st.st_size;
+      }
+    }
+  }
+  closedir (d);
+  return r;
+}
+
+/* Temporary files of interrupted puts (see repo-int.h). */
+static int
+local_sweep_tmp (struct repo_backend *b, bool dry_run, uint64_t *n, uint64_t *bytes,
+                 struct vb_error *err)
+{
+  return sweep_tmp_dir (lb (b)->root, 0, dry_run, n, bytes, err);
+}
+
 const struct repo_backend_ops repo_backend_local = {
   .name = "local",
   .open = local_open,
@@ -706,4 +754,5 @@ const struct repo_backend_ops repo_backend_local = {
   .list = local_list,
   .del = local_del,
   .sync = local_sync,
+  .sweep_tmp = local_sweep_tmp,
 };

@@ -67,6 +67,12 @@ struct repo_backend_ops {
   /* exists() is a request to a server rather than a local lookup, so
    * callers asking about every new chunk may ask about fewer. */
   bool costly_exists;
+  /* Remove the temporary objects of puts that never completed (a process
+   * killed mid-put), adding their count and bytes to *n and *bytes; with
+   * dry_run only count.  Only under the exclusive lock, when no put can be
+   * running anywhere.  NULL: the backend leaves no such objects. */
+  int (*sweep_tmp) (struct repo_backend *b, bool dry_run, uint64_t *n,
+                    uint64_t *bytes, struct vb_error *err);
 };
 
 struct repo_backend {

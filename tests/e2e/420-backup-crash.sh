@@ -48,6 +48,8 @@ vmback -q backup d.vmdk
 rm -f out.raw
 vmback -q restore d@latest out.raw
 vmback disk read d.vmdk | cmp - out.raw
-# gc after all this removes the orphans of killed runs and keeps every point
+# gc after all this removes the orphans of killed runs (and in a local
+# repository their temporary files) and keeps every point
 vmback -q gc
 vmback verify
+if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then [ -z "$(find repo -name '.tmp-*')" ]; fi

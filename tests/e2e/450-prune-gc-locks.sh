@@ -90,6 +90,18 @@ for k in 4 5; do
   [ "$(sha_of r.raw)" = "${SHA[$k]}" ]
 done
 
+# ---- gc also deletes what killed writers leave: the temporary files
+# (".tmp-PID-RAND") of puts that never finished; a fake one here
+d=$(find repo/chunks -mindepth 1 -maxdepth 1 -type d | head -1)
+head -c 5000 /dev/urandom > "$d/.tmp-999999-00000000deadbeef"
+vmback --json gc --dry-run | python3 -c '
+import json,sys; j=json.load(sys.stdin); assert j["temporary-files"]==1 and j["temporary-bytes"]==5000, j'
+[ -e "$d/.tmp-999999-00000000deadbeef" ]
+vmback gc > gc2.txt; cat gc2.txt
+grep -q "^1 temporary file of interrupted writes deleted (5000 bytes)" gc2.txt
+[ ! -e "$d/.tmp-999999-00000000deadbeef" ]
+vmback verify
+
 # ---- locks
 HOST=$(python3 -c 'import re,socket; print(re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:63] or "unknown")')
 fake_lock () {   # KIND PID [HOST]: write a lock object as vmback does
