@@ -32,7 +32,6 @@ struct bctx {
   pthread_mutex_t mu;        /* guards seen and the counters below */
   struct idset seen;         /* ids stored or found during this run */
   struct manifest_disk *md;
-  bool costly_exists;        /* the backend's exists() is a request */
   unsigned misses;           /* exists() answers "no" in a row */
   unsigned unasked;          /* chunks stored without asking, modulo */
 };
@@ -48,13 +47,14 @@ struct bctx {
 #define PROBE_STREAK 32
 #define PROBE_EVERY 16
 
-/* Ask the repository about this chunk? */
+/* Ask the repository about this chunk?  (Always when asking is cheap.) */
 static bool
 want_probe (struct bctx *c)
 {
+  if (!c->b->ops->costly_exists)
+    return true;
   pthread_mutex_lock (&c->mu);
-  bool ask = !c->costly_exists || c->misses < PROBE_STREAK
-             || ++c->unasked % PROBE_EVERY == 0;
+  bool ask = c->misses < PROBE_STREAK || ++c->unasked % PROBE_EVERY == 0;
   pthread_mutex_unlock (&c->mu);
   return ask;
 }
@@ -355,7 +355,6 @@ engine_backup_read (struct repo *r, const struct engine_disk_src *src,
   if ((rc = index_alloc (ix, size, cs, err)) < 0)
     goto out;
   c.b = repo_backend (r);
-  c.costly_exists = c.b->ops->costly_exists;
   c.k = repo_keys (r);
   c.level = repo_compress_level (r);
   pthread_mutex_init (&c.mu, NULL);

@@ -132,6 +132,7 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
            struct vb_error *err)
 {
   memset (res, 0, sizeof *res);
+  struct repo_backend *b = repo_backend (r);
   int rc = repo_lock (r, true, "gc", err);
   if (rc < 0)
     return rc;
@@ -156,7 +157,6 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
     }
   }
   if (rc == 0) {
-    struct repo_backend *b = repo_backend (r);
     struct sweep s = { .r = r, .b = b, .live = &live, .dry_run = dry_run, .res = res, .err = err };
     rc = b->ops->list (b, "chunks/", sweep_one, &s, err);
     if (rc > 0)
@@ -164,9 +164,8 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
   }
   if (rc == 0)
     rc = sweep_orphans (r, dry_run, res, err);
-  if (rc == 0 && repo_backend (r)->ops->sweep_tmp && (rc = repo_lock_check (r, err)) == 0)
-    rc = repo_backend (r)->ops->sweep_tmp (repo_backend (r), dry_run, &res->tmp_deleted,
-                                           &res->tmp_bytes, err);
+  if (rc == 0 && b->ops->sweep_tmp && (rc = repo_lock_check (r, err)) == 0)
+    rc = b->ops->sweep_tmp (b, dry_run, &res->tmp_deleted, &res->tmp_bytes, err);
 out:
   idset_free (&live);
   free (pts);
