@@ -174,7 +174,10 @@ cmd_gc (struct cli *c, int argc, char **argv)
     else if (ch == 'n') dry = true;
     else if (ch == 'h') {
       printf ("usage: vmback gc [--repo R] [--dry-run]\n"
-              "Deletes chunks no restore point references (takes the exclusive lock).\n");
+              "Deletes chunks no restore point references, the objects of points a\n"
+              "killed backup left without a manifest, and (local repositories) the\n"
+              "temporary files of writes that never finished.  Takes the exclusive\n"
+              "lock.  --dry-run only counts.\n");
       return 0;
     } else return cli_usage_error ("gc: unknown option '%s'", argv[optind - 1]);
   }
