@@ -53,12 +53,6 @@
 #define DEFAULT_REGION "us-east-1"
 #define EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-/* Settings from command-line options (repo_s3_set_options). */
-static struct {
-  char *endpoint, *ca_file;
-  bool path_style;
-} opt;
-
 /* A deferred put waiting for an uploader. */
 struct job {
   char *key;
@@ -98,24 +92,6 @@ static struct s3_backend *
 sb (struct repo_backend *b)
 {
   return (struct s3_backend *) b;
-}
-
-/* Remember the command-line settings (copies; NULL members clear). */
-void
-repo_s3_set_options (const struct repo_s3_options *o)
-{
-  free (opt.endpoint);
-  free (opt.ca_file);
-  opt.endpoint = o && o->endpoint ? strdup (o->endpoint) : NULL;
-  opt.ca_file = o && o->ca_file ? strdup (o->ca_file) : NULL;
-  opt.path_style = o && o->path_style;
-}
-
-/* True if path names an S3 repository. */
-bool
-repo_is_s3_url (const char *path)
-{
-  return path && strncmp (path, "s3://", 5) == 0;
 }
 
 /* --- set-up -------------------------------------------------------------- */
@@ -206,6 +182,7 @@ load_creds (struct s3_creds *c, struct vb_error *err)
 static int
 load_settings (struct s3_backend *s, struct vb_error *err)
 {
+  const struct repo_s3_options *opt = repo_s3_options ();
   const char *region = env2 ("AWS_REGION", "AWS_DEFAULT_REGION");
   if (!region)
     region = DEFAULT_REGION;
@@ -213,7 +190,7 @@ load_settings (struct s3_backend *s, struct vb_error *err)
     return vb_err (err, EINVAL, "invalid AWS region '%.64s'", region);
   snprintf (s->region, sizeof s->region, "%s", region);
   snprintf (s->sigv4, sizeof s->sigv4, "aws:amz:%s:s3", s->region);
-  const char *ep = opt.endpoint ? opt.endpoint
+  const char *ep = opt->endpoint ? opt->endpoint
                                 : env2 ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
   char def[128];
   if (!ep) {
@@ -225,9 +202,9 @@ load_settings (struct s3_backend *s, struct vb_error *err)
     return rc;
   const char *ps = getenv ("VMBACK_S3_PATH_STYLE");
   /* a dotted bucket name breaks the TLS name check in virtual-host style */
-  s->path_style = opt.path_style || (ps && strcmp (ps, "1") == 0) || s->ep.host_is_ip
+  s->path_style = opt->path_style || (ps && strcmp (ps, "1") == 0) || s->ep.host_is_ip
                   || (s->ep.https && strchr (s->url.bucket, '.'));
-  const char *ca = opt.ca_file ? opt.ca_file : env2 ("AWS_CA_BUNDLE", NULL);
+  const char *ca = opt->ca_file ? opt->ca_file : env2 ("AWS_CA_BUNDLE", NULL);
   if (ca) {
     if (access (ca, R_OK) < 0)
       return vb_errno (err, errno, "cannot read CA file '%s'", ca);

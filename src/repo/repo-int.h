@@ -80,7 +80,12 @@ struct repo_backend {
 };
 
 extern const struct repo_backend_ops repo_backend_local;
-extern const struct repo_backend_ops repo_backend_s3;   /* backend-s3.c */
+/* backend-s3.c: weak, set where the S3 backend is linked in; else
+ * repo.c loads it from the module vmback-s3.so */
+extern const struct repo_backend_ops repo_backend_s3 __attribute__ ((weak));
+
+/* The settings given to repo_s3_set_options (repo.c). */
+const struct repo_s3_options *repo_s3_options (void);
 
 /* The repository's own lock name buffer (repo.c), used by lock.c. */
 struct repo;

@@ -28,6 +28,7 @@
 
 #include "vmback/repo.h"
 #include "repo-int.h"
+#include "common/module.h"
 #include "vdisk/vdisk-int.h"
 
 #define REPO_FORMAT 1
@@ -314,12 +315,51 @@ check_empty_dir (const char *path, struct vb_error *err)
   return 0;
 }
 
-/* The storage backend for a repository path: S3 for an "s3://" URL,
- * else the local directory backend. */
-static const struct repo_backend_ops *
-backend_for (const char *path)
+/* Settings from command-line options (repo_s3_set_options). */
+static struct repo_s3_options s3_opt;
+
+/* Remember the command-line settings (copies; NULL members clear). */
+void
+repo_s3_set_options (const struct repo_s3_options *o)
 {
-  return repo_is_s3_url (path) ? &repo_backend_s3 : &repo_backend_local;
+  free ((char *) s3_opt.endpoint);
+  free ((char *) s3_opt.ca_file);
+  s3_opt.endpoint = o && o->endpoint ? strdup (o->endpoint) : NULL;
+  s3_opt.ca_file = o && o->ca_file ? strdup (o->ca_file) : NULL;
+  s3_opt.path_style = o && o->path_style;
+}
+
+/* The settings given to repo_s3_set_options (repo-int.h). */
+const struct repo_s3_options *
+repo_s3_options (void)
+{
+  return &s3_opt;
+}
+
+/* True if path names an S3 repository. */
+bool
+repo_is_s3_url (const char *path)
+{
+  return path && strncmp (path, "s3://", 5) == 0;
+}
+
+/* The storage backend for a repository path: S3 for an "s3://" URL (linked
+ * in, or from the module vmback-s3.so), else the local directory backend.
+ * Fails only when the S3 module cannot be loaded. */
+static int
+backend_for (const char *path, const struct repo_backend_ops **ops, struct vb_error *err)
+{
+  *ops = &repo_backend_local;
+  if (!repo_is_s3_url (path))
+    return 0;
+  *ops = &repo_backend_s3;
+  if (*ops)
+    return 0;
+  struct vb_error e = { 0 };
+  *ops = vb_module_symbol ("s3", "repo_backend_s3", &e);
+  if (!*ops)
+    return vb_err (err, e.code, "%s: S3 repositories need the S3 module: %s", path, e.msg);
+  return 0;
 }
 
 static int any_object (void *opaque, const char *key, uint64_t size);
@@ -383,8 +423,8 @@ repo_init (const char *path, const struct repo_init_opts *o,
   int r = s3 ? 0 : check_empty_dir (path, err);
   if (r < 0)
     goto out;
-  r = backend_for (path)->open (path, true, &b, err);
-  if (r < 0)
+  const struct repo_backend_ops *ops;
+  if ((r = backend_for (path, &ops, err)) < 0 || (r = ops->open (path, true, &b, err)) < 0)
     goto out;
   if (s3 && (r = check_empty_store (b, path, err)) < 0)
     goto out;
@@ -534,7 +574,10 @@ repo_open (const char *path, const char *passphrase, const char *key_file,
   uint8_t *buf = NULL;
   size_t len = 0;
   char *owned = NULL;
-  int rc = backend_for (path)->open (path, false, &r->b, err);
+  const struct repo_backend_ops *ops;
+  int rc = backend_for (path, &ops, err);
+  if (rc == 0)
+    rc = ops->open (path, false, &r->b, err);
   if (rc < 0)
     goto fail;
   rc = r->b->ops->get (r->b, CONFIG_KEY, CONFIG_MAX, &buf, &len, err);

@@ -7,22 +7,32 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/module.h"
 #include "transport.h"
 
-/* In the order `auto` tries them (nbdssl is only used when asked). */
-static const struct vb_transport_ops *const drivers[] = {
-  &vb_transport_san, &vb_transport_hotadd, &vb_transport_nbd, &vb_transport_nbdssl,
+/* In the order `auto` tries them (nbdssl is only used when asked).  The
+ * nbd transports are in the module vmback-nbd.so unless linked in. */
+static const struct driver {
+  const char *name;
+  const struct vb_transport_ops *ops;   /* NULL: in module `module` */
+  const char *module;
+  const char *sym;
+} drivers[] = {
+  { "san", &vb_transport_san, NULL, NULL },
+  { "hotadd", &vb_transport_hotadd, NULL, NULL },
+  { "nbd", &vb_transport_nbd, "nbd", "vb_transport_nbd" },
+  { "nbdssl", &vb_transport_nbdssl, "nbd", "vb_transport_nbdssl" },
 };
 #define N_DRIVERS (sizeof drivers / sizeof drivers[0])
 #define N_AUTO 3
 
 /* The driver called name, or NULL. */
-static const struct vb_transport_ops *
+static const struct driver *
 find (const char *name)
 {
   for (size_t i = 0; i < N_DRIVERS; i++)
-    if (strcmp (drivers[i]->name, name) == 0)
-      return drivers[i];
+    if (strcmp (drivers[i].name, name) == 0)
+      return &drivers[i];
   return NULL;
 }
 
@@ -33,17 +43,21 @@ vb_transport_valid (const char *name)
   return strcmp (name, "auto") == 0 || find (name) != NULL;
 }
 
-/* Open with one driver; the failpoint "transport-NAME" makes it fail as
- * if the transport were unavailable. */
+/* Open with one driver, loading its module first if need be; the
+ * failpoint "transport-NAME" makes it fail as if it were unavailable. */
 static int
-open_with (const struct vb_transport_ops *t, const char *path, struct vb_reader **out,
+open_with (const struct driver *d, const char *path, struct vb_reader **out,
            struct vb_error *err)
 {
   char fp[32];
-  snprintf (fp, sizeof fp, "transport-%s", t->name);
+  snprintf (fp, sizeof fp, "transport-%s", d->name);
   int code = vb_failpoint (fp);
   if (code)
-    return vb_err (err, code, "%s: unavailable: %s (injected)", t->name, strerror (code));
+    return vb_err (err, code, "%s: unavailable: %s (injected)", d->name, strerror (code));
+  const struct vb_transport_ops *t = d->ops;
+  struct vb_error e = { 0 };
+  if (!t && !(t = vb_module_symbol (d->module, d->sym, &e)))
+    return vb_err (err, e.code, "%s: unavailable: %s", d->name, e.msg);
   int rc = t->open (path, out, err);
   if (rc == 0)
     (*out)->mode = t->name;
@@ -56,7 +70,7 @@ vb_transport_open (const char *mode, const char *path, int quiet, struct vb_read
                    struct vb_error *err)
 {
   if (mode && strcmp (mode, "auto") != 0) {
-    const struct vb_transport_ops *t = find (mode);
+    const struct driver *t = find (mode);
     if (!t)
       return vb_err (err, EINVAL, "unknown transport '%s' (san, hotadd, nbd, nbdssl, auto)",
                      mode);
@@ -66,7 +80,7 @@ vb_transport_open (const char *mode, const char *path, int quiet, struct vb_read
   char tried[3 * VB_ERROR_MAX / 2] = "";
   for (size_t i = 0; i < N_AUTO; i++) {
     struct vb_error e = { 0 };
-    if ((rc = open_with (drivers[i], path, out, &e)) == 0)
+    if ((rc = open_with (&drivers[i], path, out, &e)) == 0)
       return 0;
     if (!quiet)
       fprintf (stderr, "vmback: note: %s; trying the next transport\n", e.msg);

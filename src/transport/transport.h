@@ -50,8 +50,10 @@ struct vb_transport_ops {
 
 extern const struct vb_transport_ops vb_transport_san;     /* transport-san.c */
 extern const struct vb_transport_ops vb_transport_hotadd;  /* transport-hotadd.c */
-extern const struct vb_transport_ops vb_transport_nbd;     /* transport-nbd.c */
-extern const struct vb_transport_ops vb_transport_nbdssl;  /* transport-nbd.c */
+/* transport-nbd.c: weak, set where it is linked in; else transport.c
+ * loads them from the module vmback-nbd.so */
+extern const struct vb_transport_ops vb_transport_nbd __attribute__ ((weak));
+extern const struct vb_transport_ops vb_transport_nbdssl __attribute__ ((weak));
 
 /* Is name "auto" or a transport's name? */
 int vb_transport_valid (const char *name);

@@ -60,3 +60,9 @@ expect_fail "no restore point|not found|no point" vmback restore nosuch out3.raw
 [ ! -e out3.raw ]
 unset VMBACK_REPO
 expect_fail "no repository" vmback list
+# S3 support is a module next to the binary, loaded on first use
+mkdir nomod
+expect_fail "^vmback: s3://b/p: S3 repositories need the S3 module: .*nomod/vmback-s3.so: cannot open" \
+  env VMBACK_MODULE_DIR=$PWD/nomod "$VMBACK" list --repo s3://b/p
+[ "$(VMBACK_MODULE_DIR=$PWD/nomod "$VMBACK" list --repo s3://b/p 2>&1 | wc -l)" = 1 ]
+[ -e "$(dirname "$VMBACK")/vmback-s3.so" ]

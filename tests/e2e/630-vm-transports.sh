@@ -87,8 +87,18 @@ fi
 grep -q "disk scsi0:1: transport nbd" b-auto2.err
 P=$(jget b-auto2.json 'j["id"]')
 [ "$(psha "$P" scsi0:0 a)" = "$S0" ] && [ "$(psha "$P" scsi0:1 a)" = "$S1" ]
-# every transport failing: a clear error, no point, no snapshot
+# without the nbd module next to the binary: nbd is unavailable, auto
+# still works through san
 N=$(npoints)
+mkdir nomod
+expect_fail "nbd: unavailable: .*nomod/vmback-nbd.so: cannot open" \
+  env VMBACK_MODULE_DIR=$T/nomod "$VMBACK" -q backup --transport nbd $V
+no_snapshots $V
+[ "$(npoints)" = "$N" ]
+VMBACK_MODULE_DIR=$T/nomod vmback --json backup $V > b-nomod.json
+[ "$(jget b-nomod.json 'j["transport"]')" = san ]
+N=$(npoints)
+# every transport failing: a clear error, no point, no snapshot
 expect_fail "no transport can read" env VMBACK_FAIL_AT='transport-san:1+,transport-hotadd:1+,transport-nbd:1+' \
   "$VMBACK" -q backup $V
 no_snapshots $V
