@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "common/module.h"
 #include "repo/repo-int.h"
 #include "vmback/repo.h"
 
@@ -88,12 +89,10 @@ plugin_path (void)
     }
     return p;
   }
-  char exe[PATH_MAX];
-  ssize_t n = readlink ("/proc/self/exe", exe, sizeof exe - 1);
-  if (n > 0) {
-    exe[n] = '\0';
+  char dir[PATH_MAX];
+  if (vb_exe_dir (dir, sizeof dir, NULL) == 0) {
     char *p = NULL;
-    if (asprintf (&p, "%s/%s", dirname (exe), PLUGIN_NAME) >= 0 && access (p, R_OK) == 0)
+    if (asprintf (&p, "%s/%s", dir, PLUGIN_NAME) >= 0 && access (p, R_OK) == 0)
       return p;
     free (p);
   }

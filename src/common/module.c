@@ -25,6 +25,20 @@
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 
+/* The running executable's directory (module.h). */
+int
+vb_exe_dir (char *dir, size_t len, struct vb_error *err)
+{
+  ssize_t n = readlink ("/proc/self/exe", dir, len - 1);
+  if (n <= 0)
+    return vb_errno (err, errno, "cannot find the running executable");
+  dir[n] = '\0';
+  char *slash = strrchr (dir, '/');
+  if (slash)
+    *slash = '\0';
+  return 0;
+}
+
 /* The directory modules are looked up in: $VMBACK_MODULE_DIR, else the
  * running executable's directory. */
 static int
@@ -35,14 +49,7 @@ module_dir (char *dir, size_t len, struct vb_error *err)
     snprintf (dir, len, "%s", env);
     return 0;
   }
-  ssize_t n = readlink ("/proc/self/exe", dir, len - 1);
-  if (n <= 0)
-    return vb_errno (err, errno, "cannot find the running executable");
-  dir[n] = '\0';
-  char *slash = strrchr (dir, '/');
-  if (slash)
-    *slash = '\0';
-  return 0;
+  return vb_exe_dir (dir, len, err);
 }
 
 /* Symbol sym of module "vmback-NAME.so" (see module.h). */

@@ -100,16 +100,8 @@ vb_nbdkit_plugin_path (const char *name, struct vb_error *err)
     char tmp[PATH_MAX];
     snprintf (tmp, sizeof tmp, "%s", env);
     snprintf (dir, sizeof dir, "%s", dirname (tmp));
-  } else {
-    ssize_t n = readlink ("/proc/self/exe", dir, sizeof dir - 1);
-    if (n <= 0) {
-      vb_errno (err, errno, "cannot find the running executable");
-      return NULL;
-    }
-    dir[n] = '\0';
-    char *slash = strrchr (dir, '/');
-    if (slash)
-      *slash = '\0';
+  } else if (vb_exe_dir (dir, sizeof dir, err) < 0) {
+    return NULL;
   }
   char *p = NULL;
   if (asprintf (&p, "%s/%s", dir, name) < 0) {
