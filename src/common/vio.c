@@ -9,6 +9,7 @@
  * An injected failure sets errno and returns like the real call. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,19 +101,72 @@ vio_size (int fd)
   return (int64_t) st.st_size;
 }
 
-/* fsync the directory holding path, so a rename in it is durable. */
+/* fsync a directory. */
+static int
+sync_dir (const char *dir)
+{
+  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+  int r = fsync (fd) < 0 ? -errno : 0;
+  close (fd);
+  return r;
+}
+
+/* Directories whose fsync is put off until vio_dir_sync_flush (this
+ * thread, between vio_dir_sync_defer and vio_dir_sync_flush). */
+#define DEFER_MAX 8
+static _Thread_local struct {
+  bool on;
+  size_t n;
+  char *dir[DEFER_MAX];
+} deferred;
+
+/* fsync the directory holding path, so a rename in it is durable; in a
+ * deferred stretch, only remember the directory. */
 int
 vio_fsync_dir (const char *path)
 {
   char *dir = vdisk_path_dir (path);
   if (!dir)
     return -ENOMEM;
-  int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (deferred.on) {
+    for (size_t i = 0; i < deferred.n; i++)
+      if (strcmp (deferred.dir[i], dir) == 0) {
+        free (dir);
+        return 0;
+      }
+    if (deferred.n < DEFER_MAX) {
+      deferred.dir[deferred.n++] = dir;
+      return 0;
+    }
+  }
+  int r = sync_dir (dir);
   free (dir);
-  if (fd < 0)
-    return -errno;
-  int r = fsync (fd) < 0 ? -errno : 0;
-  close (fd);
+  return r;
+}
+
+/* Put off directory fsyncs (see vdisk-int.h). */
+void
+vio_dir_sync_defer (void)
+{
+  deferred.on = true;
+}
+
+/* fsync every directory put off, end the deferred stretch; 0 or the
+ * first -errno. */
+int
+vio_dir_sync_flush (void)
+{
+  int r = 0;
+  for (size_t i = 0; i < deferred.n; i++) {
+    int ri = sync_dir (deferred.dir[i]);
+    if (r == 0)
+      r = ri;
+    free (deferred.dir[i]);
+  }
+  deferred.n = 0;
+  deferred.on = false;
   return r;
 }
 

@@ -546,6 +546,10 @@ create_frozen (struct vmx_vm *vm, const struct vmx_snapshot_opts *o,
   for (size_t i = 0; i < vm->n_disks; i++)
     dev[i] = vm->disks[i].device;
   struct vmsd_snapshot *s = NULL;
+  /* the children, their trackers and the .vmsn are new files nothing
+   * names yet: their directory is synced once, before the .vmx names
+   * them, instead of after each */
+  vio_dir_sync_defer ();
   int r = make_children (nl, true, err);
   if (r == 0 && q)
     r = quiesce_mark_snapshot (q, err);
@@ -553,6 +557,9 @@ create_frozen (struct vmx_vm *vm, const struct vmx_snapshot_opts *o,
     r = add_to_tree (vm, o, q ? quiesce_level (q) : QUIESCE_LEVEL_CRASH, &s, err);
   if (r == 0)
     r = write_vmsn (vm, s, err);
+  int fr = vio_dir_sync_flush ();
+  if (r == 0 && fr < 0)
+    r = vb_errno (err, -fr, "cannot sync the directory of '%s'", vm->vmx_path);
   if (r == 0)
     r = repoint_vmx (vm, vm->cfg, dev, nl, err);
   if (r == 0)

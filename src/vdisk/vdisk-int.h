@@ -169,6 +169,11 @@ int vio_pwrite (int fd, const void *buf, size_t count, uint64_t off);
 int vio_fsync (int fd);
 /* fsync the directory holding path (a rename or link in it is durable). */
 int vio_fsync_dir (const char *path);
+/* Put off this thread's directory fsyncs until vio_dir_sync_flush, which
+ * does each directory once: for a run of new files that nothing names
+ * until a later step, whose own atomic write then follows the flush. */
+void vio_dir_sync_defer (void);
+int vio_dir_sync_flush (void);
 /* File size via fstat, or -errno. */
 int64_t vio_size (int fd);
 /* Write a whole file atomically: tmp in same dir, fsync, rename, fsync dir. */
