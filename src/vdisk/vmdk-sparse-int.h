@@ -139,6 +139,8 @@ struct sparse {
   uint64_t tick;
   bool data_unsynced;       /* grains written since the last fdatasync */
   bool unclean_set;         /* we set uncleanShutdown in this session */
+  bool flushed;             /* flush() succeeded and was the last call:
+                             * close() need not sync again */
   uint8_t *zbuf;            /* grain_bytes of zeros, allocated on demand */
   /* Last decompressed grain (compressed extents). */
   uint8_t *gbuf;

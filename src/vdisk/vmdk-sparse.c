@@ -761,6 +761,7 @@ sparse_pwrite (struct vdisk_extent *ext, const void *buf, size_t count,
                uint64_t off, struct vb_error *err)
 {
   struct sparse *s = ext->priv;
+  s->flushed = false;                 /* a change since the last flush */
   if (s->w)
     return stream_writer_pwrite (ext, s, buf, count, off, err);
   if (s->read_only_fmt)
@@ -809,6 +810,7 @@ sparse_zero (struct vdisk_extent *ext, uint64_t off, uint64_t count,
              bool has_parent, struct vb_error *err)
 {
   struct sparse *s = ext->priv;
+  s->flushed = false;                 /* a change since the last flush */
   if (s->w)
     return stream_writer_zero (ext, s, off, count, err);
   if (s->read_only_fmt)
@@ -895,7 +897,10 @@ sparse_flush (struct vdisk_extent *ext, struct vb_error *err)
     int r = vio_fsync (ext->fd);
     return r < 0 ? vb_errno (err, -r, "cannot sync '%s'", ext_name (ext)) : 0;
   }
-  return sparse_sync (ext, s, err);
+  s->flushed = false;
+  int r = sparse_sync (ext, s, err);
+  s->flushed = r == 0;
+  return r;
 }
 
 /* Close: flush tables, clear uncleanShutdown, finish a stream; free. */
@@ -910,7 +915,9 @@ sparse_close (struct vdisk_extent *ext, struct vb_error *err)
     if (s->w) {
       r = stream_writer_finish (ext, s, err);
     } else {
-      r = sparse_sync (ext, s, err);
+      /* the vdisk core flushes every writable extent just before closing
+       * it; a second fsync would find nothing to do */
+      r = s->flushed ? 0 : sparse_sync (ext, s, err);
       if (r == 0 && s->unclean_set) {
         uint8_t zero = 0;
         r = vio_pwrite (ext->fd, &zero, 1, KDMV_OFF_UNCLEAN);
@@ -1063,6 +1070,7 @@ sparse_write_embedded_desc (struct vdisk_extent *ext, const char *text,
                             struct vb_error *err)
 {
   struct sparse *s = ext->priv;
+  s->flushed = false;                 /* a change since the last flush */
   if (!s->writable)
     return vb_err (err, EROFS, "'%s' is open read-only", ext_name (ext));
   size_t len = strlen (text);
@@ -1485,6 +1493,7 @@ sparse_check (struct vdisk_extent *ext, bool repair, vdisk_report_fn report,
               void *opaque, struct vb_error *err)
 {
   struct sparse *s = ext->priv;
+  s->flushed = false;                 /* a change since the last flush */
   const char *name = ext_name (ext);
   if (s->w || s->stream_empty)
     return 0;   /* nothing on disk to check yet */
