@@ -58,7 +58,9 @@ grep -q 'scsi0:0.fileName = "v.vmdk"' $V
 # changes: 3 chunks of disk 0 (one write across a boundary), 1 of disk 1
 head -c 100 /dev/urandom | vmback disk write "$(cur $V scsi0:0)" --offset $((40 << 20))
 head -c 200 /dev/urandom | vmback disk write "$(cur $V scsi0:0)" --offset $(( (2 << 20) + CS - 100 ))
-head -c 1 /dev/urandom | vmback disk write "$(cur $V scsi0:1)" --offset 0
+# (the complement of the byte there, so that it always changes)
+b=$(vmback disk read "$(cur $V scsi0:1)" --length 1 | od -An -tu1 | tr -d ' ')
+printf "$(printf '\\%03o' $(( 255 - b )))" | vmback disk write "$(cur $V scsi0:1)" --offset 0
 save_raw e2
 vmback --json backup $V > b2.json
 no_snapshots $V
