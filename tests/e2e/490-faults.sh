@@ -53,12 +53,12 @@ for spec in disk-write disk-fsync meta-write meta-fsync meta-rename:2; do
   [ "$(vmback vm snapshot list $V)" = "no snapshots" ]
 done
 expect_fail "'.*'.*Input/output error" env VMBACK_FAIL_AT=disk-read:3 "$VMBACK" -q backup $V
-# a failed flush when the disk is closed (its 4th fsync) is an error of
+# a failed flush when the disk is closed (its 3rd fsync) is an error of
 # cbt enable/disable, not lost silently
 vmback disk create --type monolithicSparse --size 4M c.vmdk
-expect_fail "cannot sync 'c.vmdk': Input/output error" env VMBACK_FAIL_AT=disk-fsync:4 "$VMBACK" cbt enable c.vmdk
+expect_fail "cannot sync 'c.vmdk': Input/output error" env VMBACK_FAIL_AT=disk-fsync:3 "$VMBACK" cbt enable c.vmdk
 vmback cbt enable c.vmdk
-expect_fail "cannot sync 'c.vmdk': Input/output error" env VMBACK_FAIL_AT=disk-fsync:4 "$VMBACK" cbt disable c.vmdk
+expect_fail "cannot sync 'c.vmdk': Input/output error" env VMBACK_FAIL_AT=disk-fsync:3 "$VMBACK" cbt disable c.vmdk
 # KILL: SIGKILL at that step
 rc=0; VMBACK_FAIL_AT=repo-write:2=KILL "$VMBACK" -q backup d.raw 2>/dev/null || rc=$?
 [ $rc = 137 ]
