@@ -897,7 +897,6 @@ sparse_flush (struct vdisk_extent *ext, struct vb_error *err)
     int r = vio_fsync (ext->fd);
     return r < 0 ? vb_errno (err, -r, "cannot sync '%s'", ext_name (ext)) : 0;
   }
-  s->flushed = false;
   int r = sparse_sync (ext, s, err);
   s->flushed = r == 0;
   return r;
