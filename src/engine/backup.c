@@ -173,6 +173,47 @@ struct plan {
   bool incremental;
 };
 
+/* Reads started into slots, oldest first, for readers with read_start:
+ * a slot goes to the workers once its read is waited for. */
+struct reads {
+  struct pl_slot *s[VB_READS_AHEAD];
+  int first, n;
+};
+
+/* Wait for the oldest started read and submit its slot (dropped when the
+ * read failed, or when submit is false: an error already stops us). */
+static int
+reads_finish_one (struct reads *q, struct vb_reader *d, struct pipeline *p, bool submit,
+                  struct vb_error *err)
+{
+  struct pl_slot *s = q->s[q->first];
+  q->first = (q->first + 1) % VB_READS_AHEAD;
+  q->n--;
+  struct vb_error e = { 0 };
+  int r = d->ops->read_wait (d, submit ? err : &e);
+  if (r == 0 && submit)
+    pl_submit (p, s);
+  return r;
+}
+
+/* Fill slot s with [off, off+len): read now, or start the read and pass
+ * on the oldest one once VB_READS_AHEAD are in flight. */
+static int
+read_slot (struct reads *q, struct vb_reader *d, struct pipeline *p, struct pl_slot *s,
+           uint64_t off, uint64_t len, struct vb_error *err)
+{
+  int r;
+  if (!d->ops->read_start) {
+    if ((r = d->ops->pread (d, s->buf, len, off, err)) == 0)
+      pl_submit (p, s);
+    return r;
+  }
+  if ((r = d->ops->read_start (d, s->buf, len, off, err)) < 0)
+    return r;
+  q->s[(q->first + q->n++) % VB_READS_AHEAD] = s;
+  return q->n == VB_READS_AHEAD ? reads_finish_one (q, d, p, true, err) : 0;
+}
+
 /* Read and store the disk's chunks according to plan into ix. */
 static int
 run_chunks (struct bctx *c, struct vb_reader *d, const char *path, struct plan *pl,
@@ -181,12 +222,13 @@ run_chunks (struct bctx *c, struct vb_reader *d, const char *path, struct plan *
 {
   struct pipeline *p;
   int threads = o->threads > 0 ? o->threads : pl_default_threads ();
-  int r = pl_start (&p, threads * SLOTS_PER_THREAD, ix->chunk_size, threads,
-                    store_chunk, c, err);
+  int r = pl_start (&p, threads * SLOTS_PER_THREAD + VB_READS_AHEAD, ix->chunk_size,
+                    threads, store_chunk, c, err);
   if (r < 0)
     return r;
   uint64_t size = ix->disk_size;
   size_t cursor = 0;
+  struct reads q = { .n = 0 };
   for (uint64_t i = 0; i < ix->n && r == 0; i++) {
     uint64_t off = i * ix->chunk_size;
     uint64_t len = size - off < ix->chunk_size ? size - off : ix->chunk_size;
@@ -218,11 +260,15 @@ run_chunks (struct bctx *c, struct vb_reader *d, const char *path, struct plan *
       break;
     s->i = i;
     s->len = len;
-    if ((r = d->ops->pread (d, s->buf, len, off, err)) < 0)
+    if ((r = read_slot (&q, d, p, s, off, len, err)) < 0)
       break;
-    pl_submit (p, s);
     if (o->progress)
       o->progress (o->opaque, off + len, size);
+  }
+  while (q.n > 0) {                  /* no slot is freed under a read */
+    int wr = reads_finish_one (&q, d, p, r == 0, err);
+    if (r == 0)
+      r = wr;
   }
   struct pl_slot *s;
   while ((s = pl_take (p))) {

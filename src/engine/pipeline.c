@@ -16,8 +16,9 @@ struct pipeline {
   pthread_cond_t done;       /* the main thread waits here */
   struct pl_slot *slots;
   int nslots;
-  uint64_t head;             /* next sequence number to fill */
+  uint64_t head;             /* next sequence number to submit */
   uint64_t tail;             /* oldest outstanding sequence number */
+  int filling;               /* slots handed out by pl_next, not submitted */
   uint8_t *mem;              /* the slots' buffers, one mapping */
   size_t mem_len;
   int *queue;                /* FIFO of queued slot indices */
@@ -150,9 +151,11 @@ pl_next (struct pipeline *p, struct pl_slot **done)
 {
   pthread_mutex_lock (&p->mu);
   *done = NULL;
-  if (p->head - p->tail == (uint64_t) p->nslots)
+  uint64_t at = p->head + (uint64_t) p->filling;
+  if (at - p->tail == (uint64_t) p->nslots)
     *done = take_locked (p);
-  struct pl_slot *s = &p->slots[p->head % (uint64_t) p->nslots];
+  struct pl_slot *s = &p->slots[at % (uint64_t) p->nslots];
+  p->filling++;
   pthread_mutex_unlock (&p->mu);
   return s;
 }
@@ -166,6 +169,7 @@ pl_submit (struct pipeline *p, struct pl_slot *s)
   p->queue[(p->qhead + p->qlen) % p->nslots] = (int) (s - p->slots);
   p->qlen++;
   p->head++;
+  p->filling--;
   pthread_cond_signal (&p->work);
   pthread_mutex_unlock (&p->mu);
 }

@@ -32,9 +32,12 @@ int pl_start (struct pipeline **out, int nslots, size_t bufsize, int nthreads,
               pl_work_fn fn, void *ctx, struct vb_error *err);
 /* The next slot to fill, waiting for (and returning through *done) the
  * oldest finished slot when all are busy: the caller must handle *done
- * (if non-NULL) before filling the returned slot. */
+ * (if non-NULL) before filling the returned slot.  Several slots may be
+ * out being filled at once (fewer than nslots, at least one submitted
+ * slot being the oldest); they are submitted in the order received, and
+ * slots never submitted are simply dropped by pl_stop. */
 struct pl_slot *pl_next (struct pipeline *p, struct pl_slot **done);
-/* Hand a filled slot to the workers. */
+/* Hand a filled slot to the workers (the oldest one being filled). */
 void pl_submit (struct pipeline *p, struct pl_slot *s);
 /* Oldest outstanding slot once finished, or NULL when none is outstanding. */
 struct pl_slot *pl_take (struct pipeline *p);

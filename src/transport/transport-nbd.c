@@ -10,9 +10,10 @@
  * sides with a fresh random pre-shared key per disk (written 0600 into a
  * private directory and removed once the handshake is done); a server
  * that offers no TLS is refused.  Block status (base:allocation) skips
- * holes; answers are cached over a window ahead of the reads.  Reads that
- * follow each other are prefetched (a few requests in flight), so the
- * server works on the next chunk while this one is hashed. */
+ * holes; answers are cached over a window ahead of the reads.  The backup
+ * keeps a few reads in flight (read_start/read_wait), each reply received
+ * straight into the buffer that is then hashed, so the server works on
+ * the next chunks while this one is stored. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,16 +30,6 @@
 #define PSK_USER "vmback"
 #define STATUS_WINDOW (1ull << 30)   /* block status asked this far ahead */
 #define MAX_EXTENTS 4096
-#define PREFETCH 3                  /* reads in flight ahead of the reader */
-#define PREFETCH_MAX (8u << 20)     /* largest read prefetched */
-
-/* One read ahead: the range, its buffer, libnbd's cookie. */
-struct ahead {
-  uint64_t off;
-  size_t len;
-  uint8_t *buf;
-  int64_t cookie;            /* 0: slot free */
-};
 
 struct nbdr {
   struct vb_reader r;        /* first */
@@ -48,9 +39,9 @@ struct nbdr {
   uint64_t ext_start;
   size_t n_ext;
   struct { uint64_t len; bool zero; } ext[MAX_EXTENTS];
-  struct ahead ahead[PREFETCH];
-  char lost[512];            /* why a prefetch failed ("" if none) */
-  int lost_code;
+  /* reads started by read_start and not yet waited for, oldest first */
+  int64_t started[VB_READS_AHEAD];
+  int first, n_started;
 };
 
 /* libnbd's message for the last failure, as an error. */
@@ -62,91 +53,60 @@ nbd_fail (struct vb_error *err, const char *what)
   return vb_err (err, code > 0 ? code : EIO, "%s: %s", what, msg ? msg : "NBD error");
 }
 
-/* Wait for prefetch a; 0 when its data is in a->buf, else -1 (the
- * caller reads synchronously and reports that error).  Frees the slot. */
+/* The "transport-read" failpoint: a read failing like a dying server. */
 static int
-ahead_wait (struct nbdr *n, struct ahead *a)
+injected (struct vb_reader *r, uint64_t off, struct vb_error *err)
 {
-  int done;
-  while ((done = nbd_aio_command_completed (n->h, (uint64_t) a->cookie)) == 0)
-    if (nbd_poll (n->h, -1) < 0) {
-      done = -1;
-      break;
-    }
-  a->cookie = 0;
-  if (done != 1 && !n->lost[0]) {      /* keep the first reason */
-    const char *m = nbd_get_error ();
-    snprintf (n->lost, sizeof n->lost, "%s", m ? m : "read failed");
-    n->lost_code = nbd_get_errno () > 0 ? nbd_get_errno () : EIO;
-  }
-  return done == 1 ? 0 : -1;
+  int code = vb_failpoint ("transport-read");
+  return code ? vb_err (err, code, "%s: read at %llu: %s (injected)", r->mode,
+                        (unsigned long long) off, strerror (code)) : 0;
 }
 
-/* Start reading the ranges after [off, off+len) of the same length. */
-static void
-ahead_issue (struct nbdr *n, uint64_t off, size_t len)
-{
-  if (len > PREFETCH_MAX)
-    return;
-  uint64_t next = off + len;
-  for (int k = 0; k < PREFETCH && next + len <= n->r.size; k++, next += len) {
-    bool have = false;
-    struct ahead *free_slot = NULL;
-    for (int i = 0; i < PREFETCH; i++) {
-      struct ahead *a = &n->ahead[i];
-      if (a->cookie && a->off == next && a->len == len)
-        have = true;
-      else if (!a->cookie && !free_slot)
-        free_slot = a;
-    }
-    if (have)
-      continue;
-    if (!free_slot)
-      return;
-    if (free_slot->len < len) {
-      free (free_slot->buf);
-      free_slot->len = 0;
-      if (!(free_slot->buf = malloc (len)))
-        return;
-    }
-    int64_t c = nbd_aio_pread (n->h, free_slot->buf, len, next, NBD_NULL_COMPLETION, 0);
-    if (c < 0)
-      return;                /* the synchronous read will report it */
-    free_slot->cookie = c;
-    free_slot->off = next;
-    free_slot->len = len;
-  }
-}
-
-/* Read over NBD: from a finished prefetch when there is one for exactly
- * this range, else synchronously; then read ahead. */
+/* Read over NBD, waiting for the reply. */
 static int
 nbdr_pread (struct vb_reader *r, void *buf, size_t count, uint64_t off, struct vb_error *err)
 {
   struct nbdr *n = (struct nbdr *) r;
-  int code = vb_failpoint ("transport-read");
-  if (code)
-    return vb_err (err, code, "%s: read at %llu: %s (injected)", r->mode,
-                   (unsigned long long) off, strerror (code));
-  bool got = false;
-  for (int i = 0; i < PREFETCH; i++) {
-    struct ahead *a = &n->ahead[i];
-    if (!a->cookie)
-      continue;
-    if (a->off == off && a->len == count && ahead_wait (n, a) == 0) {
-      memcpy (buf, a->buf, count);
-      got = true;
-    } else if (a->off + a->len <= off || a->off < off) {
-      ahead_wait (n, a);     /* skipped over: drain it */
-    }
-  }
-  if (!got && nbd_pread (n->h, buf, count, off, 0) < 0) {
-    if (n->lost[0])          /* the connection broke under a prefetch */
-      return vb_err (err, n->lost_code, "%s: %s", r->mode, n->lost);
+  int rc = injected (r, off, err);
+  if (rc == 0 && nbd_pread (n->h, buf, count, off, 0) < 0)
+    rc = nbd_fail (err, r->mode);
+  return rc;
+}
+
+/* Send a read whose reply lands straight in buf (no copy), so that the
+ * server works on the next reads while the caller uses this one. */
+static int
+nbdr_read_start (struct vb_reader *r, void *buf, size_t count, uint64_t off,
+                 struct vb_error *err)
+{
+  struct nbdr *n = (struct nbdr *) r;
+  if (n->n_started == VB_READS_AHEAD)
+    return vb_err (err, EBUSY, "%s: too many reads in flight", r->mode);
+  int rc = injected (r, off, err);
+  if (rc < 0)
+    return rc;
+  int64_t c = nbd_aio_pread (n->h, buf, count, off, NBD_NULL_COMPLETION, 0);
+  if (c < 0)
     return nbd_fail (err, r->mode);
-  }
-  ahead_issue (n, off, count);
+  n->started[(n->first + n->n_started++) % VB_READS_AHEAD] = c;
   return 0;
+}
+
+/* Wait for the oldest read started. */
+static int
+nbdr_read_wait (struct vb_reader *r, struct vb_error *err)
+{
+  struct nbdr *n = (struct nbdr *) r;
+  if (n->n_started == 0)
+    return vb_err (err, EINVAL, "%s: no read in flight", r->mode);
+  int64_t c = n->started[n->first];
+  n->first = (n->first + 1) % VB_READS_AHEAD;
+  n->n_started--;
+  int done;
+  while ((done = nbd_aio_command_completed (n->h, (uint64_t) c)) == 0)
+    if (nbd_poll (n->h, -1) < 0)
+      return nbd_fail (err, r->mode);
+  return done == 1 ? 0 : nbd_fail (err, r->mode);
 }
 
 /* Extent callback: append the base:allocation entries to the cache. */
@@ -217,19 +177,15 @@ nbdr_close (struct vb_reader *r)
 {
   struct nbdr *n = (struct nbdr *) r;
   if (n->h) {
-    for (int i = 0; i < PREFETCH; i++)
-      if (n->ahead[i].cookie)
-        ahead_wait (n, &n->ahead[i]);
     nbd_shutdown (n->h, 0);
     nbd_close (n->h);
   }
-  for (int i = 0; i < PREFETCH; i++)
-    free (n->ahead[i].buf);
   free (n);
 }
 
 static const struct vb_reader_ops nbd_reader = {
   .pread = nbdr_pread, .status = nbdr_status, .close = nbdr_close,
+  .read_start = nbdr_read_start, .read_wait = nbdr_read_wait,
 };
 
 /* A private directory with a fresh PSK file "vmback:<64 hex>" (0600). */

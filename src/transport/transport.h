@@ -31,7 +31,18 @@ struct vb_reader_ops {
                  struct vb_error *err);
   /* Release everything (detach, disconnect); never fails. */
   void (*close) (struct vb_reader *r);
+  /* Optional, for readers whose reads wait on something else (a server):
+   * start reading count bytes at off into buf, which must stay valid
+   * until read_wait has returned for this read; 0 or -errno.  At most
+   * VB_READS_AHEAD reads are started and not yet waited for. */
+  int (*read_start) (struct vb_reader *r, void *buf, size_t count, uint64_t off,
+                     struct vb_error *err);
+  /* Wait for the oldest started read: 0 when its bytes are in its
+   * buffer, else -errno.  Every started read must be waited for. */
+  int (*read_wait) (struct vb_reader *r, struct vb_error *err);
 };
+
+#define VB_READS_AHEAD 4
 
 /* An open disk.  Drivers embed it first in their own state. */
 struct vb_reader {

@@ -156,6 +156,34 @@ check_status (struct vb_reader *r)
   }
 }
 
+/* Reads in flight (readers with read_start): VB_READS_AHEAD reads out
+ * of order land in their own buffers, complete oldest first; one more
+ * than that, or a wait with none in flight, is refused. */
+static void
+check_async (struct vb_reader *r)
+{
+  if (!r->ops->read_start)
+    return;
+  assert_non_null (r->ops->read_wait);
+  static const uint64_t at[VB_READS_AHEAD] = { 5 * MiB, MiB, 7 * MiB + 4096, 3 * MiB };
+  uint8_t *buf[VB_READS_AHEAD];
+  struct vb_error e = { 0 };
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < VB_READS_AHEAD; i++) {
+      buf[i] = calloc (1, MiB / 2);
+      assert_int_equal (r->ops->read_start (r, buf[i], MiB / 2, at[i], &e), 0);
+    }
+    assert_int_equal (r->ops->read_start (r, buf[0], 512, 0, &e), -EBUSY);
+    memset (&e, 0, sizeof e);
+    for (int i = 0; i < VB_READS_AHEAD; i++) {
+      assert_int_equal (r->ops->read_wait (r, &e), 0);
+      assert_memory_equal (buf[i], orig + at[i], MiB / 2);
+      free (buf[i]);
+    }
+  }
+  assert_true (r->ops->read_wait (r, &e) < 0);
+}
+
 /* One transport over one disk. */
 static void
 run (const char *mode, const char *path)
@@ -167,6 +195,7 @@ run (const char *mode, const char *path)
   }
   check_bytes (r);
   check_status (r);
+  check_async (r);
   r->ops->close (r);
 }
 
