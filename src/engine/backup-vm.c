@@ -8,11 +8,14 @@
  *  3. take a snapshot (quiesced when asked);
  *  4. back up each disk of the snapshot (engine_backup_read: incremental
  *     from the changeId of the same device key in the previous point);
+ *     the next disk's transport opens while a disk is read (an nbd
+ *     export is an nbdkit started per disk);
  *  5. write the manifest once every disk is stored;
  *  6. delete the snapshot -- also when a step failed or the run was
  *     cancelled (a signal handler sets o->cancel).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -169,24 +172,119 @@ take_snapshot (struct vmb *b, struct vb_error *err)
   return 0;
 }
 
-/* Back up disk i (key, as of our snapshot) and store its index. */
-static int
-backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, struct vb_error *err)
+/* A disk's transport, opened in a thread while the previous disk is
+ * read: nbd starts an nbdkit per disk, tens of ms of dynamic linking and
+ * handshake that the reads hide.  The thread stays until the reader is
+ * closed: nbdkit runs with --exit-with-parent, which watches the thread
+ * that started it, not the process. */
+struct opener {
+  pthread_t t;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool started;              /* opener_start ran; opener_finish is due */
+  bool threaded;             /* t runs */
+  bool opened, release;      /* under mu */
+  const char *mode;
+  int quiet;
+  char *path;                /* the snapshot's disk; NULL once taken */
+  struct vb_reader *rd;
+  int rc;
+  struct vb_error err;
+};
+
+/* Thread body: open o->path, then wait to be released. */
+static void *
+opener_run (void *arg)
 {
-  char *path = NULL, cid[128] = "";
-  int rc = b->c->ops->disk_path (b->c, b->snap, vd->key, &path, err);
-  if (rc < 0)
-    return rc;
+  struct opener *o = arg;
+  int rc = vb_transport_open (o->mode, o->path, o->quiet, &o->rd, &o->err);
+  pthread_mutex_lock (&o->mu);
+  o->rc = rc;
+  o->opened = true;
+  pthread_cond_broadcast (&o->cv);
+  while (!o->release)
+    pthread_cond_wait (&o->cv, &o->mu);
+  pthread_mutex_unlock (&o->mu);
+  return NULL;
+}
+
+/* Start opening path (taken over) in the background; without a thread,
+ * opener_take opens it in the foreground. */
+static void
+opener_start (struct opener *o, const struct vmb *b, char *path)
+{
+  memset (o, 0, sizeof *o);
+  pthread_mutex_init (&o->mu, NULL);
+  pthread_cond_init (&o->cv, NULL);
+  o->started = true;
+  o->mode = b->o->transport;
+  o->quiet = b->o->quiet;
+  o->path = path;
+  o->threaded = pthread_create (&o->t, NULL, opener_run, o) == 0;
+}
+
+/* The reader of o->path, and the path (both now the caller's). */
+static int
+opener_take (struct opener *o, struct vb_reader **rd, char **path, struct vb_error *err)
+{
+  if (o->threaded) {
+    pthread_mutex_lock (&o->mu);
+    while (!o->opened)
+      pthread_cond_wait (&o->cv, &o->mu);
+    pthread_mutex_unlock (&o->mu);
+  }
+  *path = o->path;           /* the thread is done with it */
+  o->path = NULL;
+  if (!o->threaded)
+    return vb_transport_open (o->mode, *path, o->quiet, rd, err);
+  if (o->rc < 0)
+    return vb_err (err, -o->rc, "%s", o->err.msg);
+  *rd = o->rd;
+  return 0;
+}
+
+/* After the reader is closed: let the thread go. */
+static void
+opener_finish (struct opener *o)
+{
+  if (!o->started)
+    return;
+  if (o->threaded) {
+    pthread_mutex_lock (&o->mu);
+    o->release = true;
+    pthread_cond_broadcast (&o->cv);
+    pthread_mutex_unlock (&o->mu);
+    pthread_join (o->t, NULL);
+  }
+  pthread_mutex_destroy (&o->mu);
+  pthread_cond_destroy (&o->cv);
+  o->started = false;
+}
+
+/* Drop an opener whose reader is not used (a failure or cancel came
+ * first): close what it opened. */
+static void
+opener_drop (struct opener *o)
+{
+  struct vb_reader *rd = NULL;
+  char *path = NULL;
+  struct vb_error e = { 0 };
+  if (o->started && o->path && opener_take (o, &rd, &path, &e) == 0)
+    rd->ops->close (rd);
+  free (path);
+  opener_finish (o);
+}
+
+/* Back up disk i (key, as of our snapshot; its reader rd, which is
+ * closed here) and store its index. */
+static int
+backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, char *path,
+            struct vb_reader *rd, struct vb_error *err)
+{
+  char cid[128] = "";
   struct vb_error ce = { 0 };
   if (b->c->ops->change_id (b->c, b->snap, vd->key, cid, sizeof cid, &ce) < 0)
     cid[0] = '\0';
-  struct vb_reader *rd;
-  rc = vb_transport_open (b->o->transport, path, b->o->quiet, &rd, err);
-  if (rc < 0) {
-    vb_err_prefix (err, "disk %s", vd->key);
-    free (path);
-    return rc;
-  }
   note_mode (b->m, rd->mode);
   if (!b->o->quiet)
     fprintf (stderr, "vmback: disk %s: transport %s\n", vd->key, rd->mode);
@@ -195,10 +293,9 @@ backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, struct vb_erro
     .changed = snap_changed, .opaque = b, .notes = true,
   };
   struct repo_index ix = { 0 };
-  rc = engine_backup_read (b->r, &src, b->have_prev ? b->pm : NULL, b->o,
-                           &b->m->disks[i], &ix, err);
+  int rc = engine_backup_read (b->r, &src, b->have_prev ? b->pm : NULL, b->o,
+                               &b->m->disks[i], &ix, err);
   rd->ops->close (rd);
-  free (path);
   if (rc < 0 && rc != -ECANCELED)
     vb_err_prefix (err, "disk %s", vd->key);
   if (rc < 0)
@@ -214,7 +311,19 @@ backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, struct vb_erro
   return rc;
 }
 
-/* Back up every disk of the snapshot. */
+/* Start opening the transport of disk i of the snapshot. */
+static int
+open_next (struct vmb *b, const struct vb_vm_disk *vd, struct opener *o, struct vb_error *err)
+{
+  char *path;
+  int rc = b->c->ops->disk_path (b->c, b->snap, vd->key, &path, err);
+  if (rc == 0)
+    opener_start (o, b, path);
+  return rc;
+}
+
+/* Back up every disk of the snapshot, disk i+1's transport opening while
+ * disk i is read. */
 static int
 backup_disks (struct vmb *b, struct vb_error *err)
 {
@@ -226,14 +335,31 @@ backup_disks (struct vmb *b, struct vb_error *err)
   if (n == 0 || n > MANIFEST_MAX_DISKS)
     rc = vb_err (err, EINVAL, "VM '%s' has %zu disks (1..%d can be backed up)",
                  b->m->source_name, n, MANIFEST_MAX_DISKS);
+  struct opener op[2];
+  op[0].started = op[1].started = false;
+  if (rc == 0)
+    rc = open_next (b, &disks[0], &op[0], err);
   for (size_t i = 0; i < n && rc == 0; i++) {
+    struct opener *cur = &op[i % 2];
+    struct vb_reader *rd = NULL;
+    char *path = NULL;
     if (b->o->cancel && *b->o->cancel) {
       rc = vb_err (err, ECANCELED, "backup of '%s' interrupted", b->m->source_name);
       break;
     }
     b->m->n_disks = i + 1;
-    rc = backup_one (b, i, &disks[i], err);
+    rc = opener_take (cur, &rd, &path, err);
+    if (rc < 0)
+      vb_err_prefix (err, "disk %s", disks[i].key);
+    if (rc == 0 && i + 1 < n && (rc = open_next (b, &disks[i + 1], &op[(i + 1) % 2], err)) < 0)
+      rd->ops->close (rd);
+    if (rc == 0)
+      rc = backup_one (b, i, &disks[i], path, rd, err);
+    free (path);
+    opener_finish (cur);
   }
+  opener_drop (&op[0]);
+  opener_drop (&op[1]);
   vb_vm_disks_free (disks, n);
   return rc;
 }

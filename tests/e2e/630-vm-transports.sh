@@ -149,9 +149,10 @@ kill "$(cat tls.pid)"
 # ---- the NBD server dies mid-disk
 P_BEFORE=$(vmback --json list v | python3 -c "import json,sys; print(json.load(sys.stdin)['points'][-1]['id'])")
 N=$(npoints)
+# (the first server's pid: the next disk's server starts while a disk is read)
 cat > slow.sh <<SH
 #!/bin/bash
-echo \$\$ > $T/slow.pid
+(set -C; echo \$\$ > $T/slow.pid) 2> /dev/null
 exec nbdkit --filter=delay "\$@" rdelay=30ms
 SH
 chmod +x slow.sh
