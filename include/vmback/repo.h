@@ -79,6 +79,9 @@ int repo_get_info (struct repo *r, struct repo_info *info, struct vb_error *err)
 int repo_lock (struct repo *r, bool exclusive, const char *op,
                struct vb_error *err);
 void repo_unlock (struct repo *r);
+/* Does this process hold a lock on r?  (A flow over several disks locks
+ * once; the per-disk steps then run under that lock.) */
+bool repo_locked (struct repo *r);
 /* A held lock carries an expiry time that a thread refreshes; a lock of
  * another host whose expiry has passed is stale (docs/S3.md).  Check that
  * our lock is still held and fresh: 0, or -ESTALE when it expired or was

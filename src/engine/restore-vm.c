@@ -266,9 +266,14 @@ engine_restore_vm_to (struct repo *r, const struct manifest *m, const char *dir,
   if (rc < 0)
     return rc;
   struct undo u = { 0 };
+  if ((rc = repo_lock (r, false, "restore", err)) < 0) {    /* once for every disk */
+    vmx_free (cfg);
+    return rc;
+  }
   if ((rc = prepare_dir (dir, &u, err)) == 0
       && (rc = restore_disks_to (r, m, dir, cfg, o, &u, err)) == 0)
     rc = write_vm_files (dir, m->source_name, cfg, &u, err);
+  repo_unlock (r);
   undo_run (&u, rc < 0);
   vmx_free (cfg);
   return rc;
@@ -477,10 +482,14 @@ engine_restore_vm_in_place (struct repo *r, const struct manifest *m, const char
   if (!ops)
     return vb_err (err, EINVAL, "'%s' is not a VM any connector knows", source);
   struct vmr v = { .r = r, .m = m, .o = o, .res = res };
-  if ((rc = ops->open (source, &v.c, err)) < 0)
+  /* locked once for every disk, before the VM is touched */
+  if ((rc = repo_lock (r, false, "restore", err)) < 0)
     return rc;
-  rc = run_in_place (&v, source, err);
-  ops->close (v.c);
+  if ((rc = ops->open (source, &v.c, err)) == 0) {
+    rc = run_in_place (&v, source, err);
+    ops->close (v.c);
+  }
+  repo_unlock (r);
   free (v.old_config);
   return rc;
 }

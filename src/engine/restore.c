@@ -179,7 +179,8 @@ engine_restore_disk (struct repo *r, const struct manifest *m, const char *targe
     return vb_err (err, EINVAL, "point %s has no disk %d", m->id, o->disk);
   struct repo_index ix = { 0 };
   struct vdisk *d = NULL;
-  int rc = repo_lock (r, false, "restore", err);
+  bool own_lock = !repo_locked (r);
+  int rc = own_lock ? repo_lock (r, false, "restore", err) : 0;
   if (rc < 0)
     return rc;
   if ((rc = engine_load_index (r, m, o->disk, &ix, err)) < 0)
@@ -227,7 +228,8 @@ out:
   if (d)
     vdisk_close (d, NULL);
   index_free (&ix);
-  repo_unlock (r);
+  if (own_lock)
+    repo_unlock (r);
   return rc;
 }
 
@@ -304,7 +306,8 @@ engine_restore_in_place_src (struct repo *r, const struct manifest *m,
   struct repo_index ix = { 0 };
   struct vdisk *d = NULL;
   bool *want = NULL;
-  int rc = repo_lock (r, false, "restore", err);
+  bool own_lock = !repo_locked (r);
+  int rc = own_lock ? repo_lock (r, false, "restore", err) : 0;
   if (rc < 0)
     return rc;
   if ((rc = engine_load_index (r, m, o->disk, &ix, err)) < 0)
@@ -346,6 +349,7 @@ out:
     vdisk_close (d, NULL);
   free (want);
   index_free (&ix);
-  repo_unlock (r);
+  if (own_lock)
+    repo_unlock (r);
   return rc;
 }

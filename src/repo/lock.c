@@ -482,6 +482,13 @@ repo_lock_check (struct repo *r, struct vb_error *err)
                  repo_path (r), why);
 }
 
+/* Do we hold a lock? */
+bool
+repo_locked (struct repo *r)
+{
+  return repo_lock_slot (r)[0] != '\0';
+}
+
 /* Release our lock, if any. */
 void
 repo_unlock (struct repo *r)
