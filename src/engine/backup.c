@@ -222,8 +222,10 @@ run_chunks (struct bctx *c, struct vb_reader *d, const char *path, struct plan *
 {
   struct pipeline *p;
   int threads = o->threads > 0 ? o->threads : pl_default_threads ();
-  int r = pl_start (&p, threads * SLOTS_PER_THREAD + VB_READS_AHEAD, ix->chunk_size,
-                    threads, store_chunk, c, err);
+  /* slots for the reads in flight, for readers that keep some */
+  int ahead = d->ops->read_start ? VB_READS_AHEAD : 0;
+  int r = pl_start (&p, threads * SLOTS_PER_THREAD + ahead, ix->chunk_size, threads,
+                    store_chunk, c, err);
   if (r < 0)
     return r;
   uint64_t size = ix->disk_size;
