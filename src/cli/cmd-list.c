@@ -47,6 +47,13 @@ point_json (const struct manifest *m)
   return j;
 }
 
+/* " in T s (R MB/s)" for bytes read in secs. */
+static void
+print_rate (uint64_t bytes, double secs)
+{
+  printf (" in %.2f s (%.1f MB/s)", secs, secs > 0 ? (double) bytes / secs / 1e6 : 0.0);
+}
+
 /* Summary of a point just written (backup). */
 void
 cli_print_point (const struct cli *c, const struct manifest *m, double secs)
@@ -59,13 +66,26 @@ cli_print_point (const struct cli *c, const struct manifest *m, double secs)
   }
   if (c->quiet)
     return;
+  /* The time is the whole point's: per disk only when there is one disk
+   * (the disks of a VM are read one after another and overlap at their
+   * edges), then a total line. */
+  uint64_t read = 0, stored = 0;
   for (size_t i = 0; i < m->n_disks; i++) {
     const struct manifest_disk *d = &m->disks[i];
-    printf ("point %s: %s %s, read %" PRIu64 " bytes in %.2f s (%.1f MB/s); chunks: %" PRIu64
-            " new (%" PRIu64 " bytes stored), %" PRIu64 " reused, %" PRIu64 " zero; via %s\n",
-            m->id, d->key, strcmp (d->change_id_used, "*") ? "incremental" : "full",
-            d->bytes_read, secs, secs > 0 ? (double) d->bytes_read / secs / 1e6 : 0.0,
-            d->chunks_new, d->bytes_new_stored, d->chunks_reused, d->chunks_zero, m->transport);
+    read += d->bytes_read;
+    stored += d->bytes_new_stored;
+    printf ("point %s: %s %s, read %" PRIu64 " bytes", m->id, d->key,
+            strcmp (d->change_id_used, "*") ? "incremental" : "full", d->bytes_read);
+    if (m->n_disks == 1)
+      print_rate (d->bytes_read, secs);
+    printf ("; chunks: %" PRIu64 " new (%" PRIu64 " bytes stored), %" PRIu64
+            " reused, %" PRIu64 " zero; via %s\n", d->chunks_new, d->bytes_new_stored,
+            d->chunks_reused, d->chunks_zero, m->transport);
+  }
+  if (m->n_disks > 1) {
+    printf ("point %s: %zu disks, read %" PRIu64 " bytes", m->id, m->n_disks, read);
+    print_rate (read, secs);
+    printf (", %" PRIu64 " bytes stored\n", stored);
   }
 }
 

@@ -132,8 +132,17 @@ cmp <(vmback disk read "$(cur $V scsi0:1)") e2-1.raw
 cmp <(vmback disk read "$(cur $V scsi0:0)") e1-0.raw
 no_snapshots $V
 # the next backup is incremental and right
-vmback --json backup $V > b3.json
-python3 -c 'import json; j=json.load(open("b3.json")); assert all(d["change-id-used"] != "*" for d in j["disks"]), j'
+vmback backup $V > b3.txt
+cat b3.txt
+# the summary: one line per disk without a time of its own, then the total
+[ "$(grep -c '^point .*: scsi0:[01] incremental, read [0-9]* bytes; chunks: ' b3.txt)" = 2 ]
+grep -q '^point .*: 2 disks, read [0-9]* bytes in [0-9.]* s ([0-9.]* MB/s), [0-9]* bytes stored$' b3.txt
+if grep -q 'scsi0.* in [0-9.]* s' b3.txt; then echo "a disk line has the point's time" >&2; exit 1; fi
+P3=$(sed -n '1s/^point \([^:]*\):.*/\1/p' b3.txt)
+vmback --json list | python3 -c '
+import json, sys
+p = [p for p in json.load(sys.stdin)["points"] if p["id"] == sys.argv[1]][0]
+assert all(d["change-id-used"] != "*" for d in p["disks"]), p' "$P3"
 rm -rf r5; vmback -q restore "$(pt 2)" --to r5
 cmp <(vmback disk read "$(cur r5/v.vmx scsi0:0)") e1-0.raw
 cmp <(vmback disk read "$(cur r5/v.vmx scsi0:1)") e2-1.raw
