@@ -10,7 +10,8 @@
  *     from the changeId of the same device key in the previous point);
  *     the next disk's transport opens while a disk is read (an nbd
  *     export is an nbdkit started per disk);
- *  5. write the manifest once every disk is stored;
+ *  5. make every disk's chunks durable (one repository sync) and write
+ *     the manifest;
  *  6. delete the snapshot -- also when a step failed or the run was
  *     cancelled (a signal handler sets o->cancel).
  */
@@ -300,12 +301,8 @@ backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, char *path,
     vb_err_prefix (err, "disk %s", vd->key);
   if (rc < 0)
     return rc;
-  /* every chunk durable before the index that references it */
-  struct repo_backend *be = repo_backend (b->r);
-  if (be->ops->sync && (rc = be->ops->sync (be, err)) < 0) {
-    index_free (&ix);
-    return rc;
-  }
+  /* the disk's chunks become durable with all the others, before the
+   * manifest (run_backup): without a manifest, nothing reads this index */
   rc = engine_store_index (b->r, b->m, (int) i, &ix, err);
   index_free (&ix);
   return rc;
@@ -435,6 +432,12 @@ run_backup (struct vmb *b, struct vb_error *err)
     return rc;
   if (b->o->cancel && *b->o->cancel)
     return vb_err (err, ECANCELED, "backup of '%s' interrupted", b->m->source_name);
+  /* every chunk of every disk durable before the manifest binds their
+   * indexes: one sync for all disks, so writing back disk i's chunks
+   * overlaps reading disk i+1 */
+  struct repo_backend *be = repo_backend (b->r);
+  if (be->ops->sync && (rc = be->ops->sync (be, err)) < 0)
+    return rc;
   b->m->finished = time (NULL);
   b->put_tried = true;
   if ((rc = repo_put_manifest (b->r, b->m, err)) == 0)
