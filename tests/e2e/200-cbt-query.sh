@@ -64,7 +64,7 @@ expect_fail "change tracking needs a VMDK descriptor" vmback cbt enable r.raw
 # disable removes the tracker file and the descriptor key
 vmback cbt disable ctk-monolithicFlat.vmdk
 [ ! -e ctk-monolithicFlat-ctk.vmdk ]
-! grep -q changeTrackPath ctk-monolithicFlat.vmdk
+refute grep -q changeTrackPath ctk-monolithicFlat.vmdk
 expect_fail "change tracking is not enabled" vmback cbt changeid ctk-monolithicFlat.vmdk
 vmback cbt enable ctk-monolithicFlat.vmdk
 vmback cbt changeid ctk-monolithicFlat.vmdk

@@ -180,7 +180,7 @@ cmp one.raw e1-1.raw
 export VMBACK_PASSPHRASE=secret
 vmback -q repo init --encrypt --chunk-size 256K erepo
 vmback -q backup --repo erepo $V
-! grep -rq "a note the restore must keep" erepo
+refute grep -rq "a note the restore must keep" erepo
 vmback -q verify --repo erepo
 vmback -q restore --repo erepo v@latest --to r7
 grep -qx 'annotation = "a note the restore must keep"' r7/v.vmx

@@ -65,7 +65,7 @@ if [ $HOTADD = 1 ]; then
   WP=$(jget b-hot.json 'j["id"]')
   vmback -q restore "$WP" --to rw
   [ "$(vsha "$(cur rw/w.vmx scsi0:1)")" = "$(vsha "$(cur $W scsi0:1)")" ]
-  ! losetup -a | grep -q "$T/"   # nothing left attached
+  refute grep -q "$T/" <(losetup -a)   # nothing left attached
 else
   echo "NOTE: loop devices cannot be attached here; hotadd checks skipped"
   expect_fail "hotadd: unavailable" vmback -q backup --transport hotadd $V
@@ -122,6 +122,24 @@ vmback --json backup --transport nbdssl img.vmdk > b-img.json
 vmback -q restore "$(jget b-img.json 'j["id"]')" img-r.raw
 cmp img-r.raw <(vmback disk read img.vmdk)
 
+# ---- nbdssl's cipher: with a pre-shared key GnuTLS alone settles on
+# ChaCha20-Poly1305; where the CPU has AES instructions the server is told
+# to prefer AES-GCM, unless the system has a GnuTLS policy of its own
+if grep -qw aes /proc/cpuinfo && grep -qw pclmulqdq /proc/cpuinfo && [ ! -e /etc/gnutls/config ] \
+   && [ -z "${GNUTLS_SYSTEM_PRIORITY_FILE:-}" ]; then
+  GNUTLS_DEBUG_LEVEL=4 vmback -q backup --transport nbdssl img.vmdk 2> cipher.err
+  grep "Selected cipher suite" cipher.err
+  grep -q "Selected cipher suite: GNUTLS_AES_128_GCM" cipher.err
+  refute grep -q "Selected cipher suite: GNUTLS_CHACHA20" cipher.err
+  : > policy.conf     # a system policy (empty): left as it is
+  GNUTLS_SYSTEM_PRIORITY_FILE=$T/policy.conf GNUTLS_DEBUG_LEVEL=4 \
+    vmback -q backup --transport nbdssl img.vmdk 2> cipher2.err
+  grep "Selected cipher suite" cipher2.err
+  grep -q "Selected cipher suite: GNUTLS_CHACHA20_POLY1305" cipher2.err
+else
+  echo "NOTE: no AES instructions or a GnuTLS policy here; cipher checks skipped"
+fi
+
 # ---- nbdssl: refuses a server that offers no TLS ...
 cat > notls.sh <<'SH'
 #!/bin/bash
@@ -141,8 +159,8 @@ nbdkit -f -U "$T/tls.sock" -P "$T/tls.pid" --tls=require --tls-psk="$T/good.psk"
   "$VMBACK_BUILD/nbdkit-vmback-vdisk.so" file="$(cur $V scsi0:0)" &
 cleanup_fn "kill \$(cat $T/tls.pid) 2>/dev/null"
 for i in $(seq 50); do [ -S tls.sock ] && break; sleep 0.1; done
-! nbdinfo --size "nbd+unix:///?socket=$T/tls.sock" 2> plain.err
-! nbdinfo --size "nbds+unix://vmback@/?socket=$T/tls.sock&tls-psk-file=$T/bad.psk" 2> bad.err
+refute nbdinfo --size "nbd+unix:///?socket=$T/tls.sock" 2> plain.err
+refute nbdinfo --size "nbds+unix://vmback@/?socket=$T/tls.sock&tls-psk-file=$T/bad.psk" 2> bad.err
 [ "$(nbdinfo --size "nbds+unix://vmback@/?socket=$T/tls.sock&tls-psk-file=$T/good.psk")" = $((48 << 20)) ]
 kill "$(cat tls.pid)"
 

@@ -2,6 +2,8 @@
 #   requires CMD...      skip (exit 77) unless every command exists
 #   cleanup_fn CMD...    run CMD at exit (register before creating things)
 #   expect_fail PATTERN CMD...   CMD must fail and print PATTERN (grep -E) on stderr
+#   refute CMD...        CMD must fail (not by a signal); for negative checks,
+#                        since "! CMD" never stops a script under set -e
 #   mkpattern FILE SIZE SEED     deterministic pseudo-random file
 #   s3_fixture           start a Ceph RGW for this test (tests/s3/ceph-fixture.sh),
 #                        stopped at exit; its AWS_* variables exported (skip when
@@ -40,6 +42,14 @@ expect_fail () {
   if [ $rc -ge 128 ]; then echo "crashed with signal: $*"; return 1; fi
   grep -Eq -- "$pat" "$T/stderr" || { echo "stderr does not match '$pat'"; return 1; }
   [ "$(wc -l < "$T/stderr")" -le 2 ] || { echo "error is not a one-liner"; return 1; }
+}
+
+# CMD must fail, without crashing.
+refute () {
+  local rc=0
+  "$@" || rc=$?
+  if [ $rc -eq 0 ]; then echo "expected to fail: $*"; return 1; fi
+  if [ $rc -ge 128 ]; then echo "crashed with signal: $*"; return 1; fi
 }
 
 # Deterministic pseudo-random bytes.
