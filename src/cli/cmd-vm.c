@@ -3,12 +3,10 @@
  * optionally a -ctk.vmdk.  `vm create` makes one, `vm info` describes
  * one (settings, disks through the disk library, snapshot tree) and
  * warns when delta files are left over that nothing references. */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -667,41 +665,31 @@ fileset_add_chain (struct fileset *s, const char *path)
   vdisk_info_free (&in);
 }
 
-/* Delta files in dir (`X-NNNNNN.vmdk` and its `-delta`, `-sesparse`,
- * `-ctk`, `-sNNN`, `-fNNN`, `-flat` companions) whose descriptor
- * `X-NNNNNN.vmdk` is not in `used`: left over by a failed snapshot delete
- * (SEED-DIGEST §2.2, §2.3).  Names go into the json array `out`. */
+struct stray_scan {
+  const struct fileset *used;
+  json_object *out;
+};
+
+/* vmx_scan_deltas callback: note file when its descriptor is unused and
+ * removable. */
+static int
+note_stray (void *opaque, const char *desc, const char *file)
+{
+  struct stray_scan *st = opaque;
+  if (!fileset_has (st->used, desc) && vmx_delta_removable (desc))
+    json_object_array_add (st->out, json_object_new_string (file));
+  return 0;
+}
+
+/* Delta files in dir whose descriptor `X-NNNNNN.vmdk` is not in `used`:
+ * left over by a failed snapshot delete (SEED-DIGEST §2.2, §2.3).  Names
+ * go into the json array `out`. */
 static int
 find_stray_deltas (const char *dir, const struct fileset *used, json_object *out,
                    struct vb_error *e)
 {
-  regex_t re;
-  if (regcomp (&re, "^(.*-[0-9]{6})(-(delta|sesparse|ctk|flat|s[0-9]{3}|f[0-9]{3}))?"
-               "\\.vmdk$", REG_EXTENDED | REG_ICASE) != 0)
-    return vb_err (e, ENOMEM, "cannot compile the delta file pattern");
-  struct dirent **names;
-  int n = scandir (dir, &names, NULL, alphasort);
-  if (n < 0) {
-    regfree (&re);
-    return vb_errno (e, errno, "cannot list directory '%s'", dir);
-  }
-  for (int i = 0; i < n; i++) {
-    regmatch_t m[2];
-    const char *f = names[i]->d_name;
-    if (regexec (&re, f, 2, m, 0) == 0) {
-      char *desc = NULL, *stem = strndup (f, (size_t) m[1].rm_eo);
-      if (stem && asprintf (&desc, "%s/%s.vmdk", dir, stem) >= 0) {
-        if (!fileset_has (used, desc) && vmx_delta_removable (desc))
-          json_object_array_add (out, json_object_new_string (f));
-        free (desc);
-      }
-      free (stem);
-    }
-    free (names[i]);
-  }
-  free (names);
-  regfree (&re);
-  return 0;
+  struct stray_scan st = { .used = used, .out = out };
+  return vmx_scan_deltas (dir, note_stray, &st, e);
 }
 
 /* "2024-05-02 09:10:00 UTC" from microseconds since the epoch. */

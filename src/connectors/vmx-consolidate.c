@@ -555,29 +555,26 @@ vmx_vm_recover (struct vmx_vm *vm, struct vb_error *err)
 
 /* --- stray delta files --------------------------------------------------- */
 
-/* Visit the delta-looking files of the VM directory: for each, its
- * descriptor path (DIR/STEM-NNNNNN.vmdk) and its base name. */
-typedef int (*stray_fn) (void *opaque, const char *desc, const char *file);
-
-static int
-scan_deltas (const struct vmx_vm *vm, stray_fn fn, void *opaque, struct vb_error *err)
+/* Visit the delta-looking files of dir (see vmx-vm.h). */
+int
+vmx_scan_deltas (const char *dir, vmx_delta_fn fn, void *opaque, struct vb_error *err)
 {
   regex_t re;
   if (regcomp (&re, "^(.*-[0-9]{6})(-(delta|sesparse|ctk|flat|s[0-9]{3}|f[0-9]{3}))?"
                "\\.vmdk$", REG_EXTENDED | REG_ICASE) != 0)
     return vb_err (err, ENOMEM, "cannot compile the delta file pattern");
   struct dirent **names;
-  int n = scandir (vm->dir, &names, NULL, alphasort), r = 0;
+  int n = scandir (dir, &names, NULL, alphasort), r = 0;
   if (n < 0) {
     regfree (&re);
-    return vb_errno (err, errno, "cannot list directory '%s'", vm->dir);
+    return vb_errno (err, errno, "cannot list directory '%s'", dir);
   }
   for (int i = 0; i < n; i++) {
     regmatch_t m[2];
     const char *f = names[i]->d_name;
     char *desc = NULL;
     if (r == 0 && regexec (&re, f, 2, m, 0) == 0
-        && asprintf (&desc, "%s/%.*s.vmdk", vm->dir, (int) m[1].rm_eo, f) >= 0) {
+        && asprintf (&desc, "%s/%.*s.vmdk", dir, (int) m[1].rm_eo, f) >= 0) {
       r = fn (opaque, desc, f);
       free (desc);
     }
@@ -645,7 +642,7 @@ find_strays (const struct vmx_vm *vm, const struct graph *g, struct stray_ctx *c
              struct vb_error *err)
 {
   *c = (struct stray_ctx) { .g = g };
-  int r = scan_deltas (vm, collect_stray, c, err);
+  int r = vmx_scan_deltas (vm->dir, collect_stray, c, err);
   if (r == -ENOMEM)
     r = vb_errno (err, ENOMEM, "cannot list delta files of '%s'", vm->vmx_path);
   return r;

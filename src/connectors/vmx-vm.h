@@ -122,6 +122,13 @@ int vmx_vm_consolidate (struct vmx_vm *vm, vmx_progress_fn progress, void *opaqu
  * exactly these; `vm info` reports them as "consolidation needed". */
 bool vmx_delta_removable (const char *desc);
 
+/* Visit the delta-looking files of directory dir (NAME-NNNNNN.vmdk and
+ * its -delta, -sesparse, -ctk, -flat, -sNNN, -fNNN companions), in name
+ * order: fn gets each one's descriptor path (DIR/NAME-NNNNNN.vmdk) and
+ * its base name; a non-zero return stops the scan and is returned. */
+typedef int (*vmx_delta_fn) (void *opaque, const char *desc, const char *file);
+int vmx_scan_deltas (const char *dir, vmx_delta_fn fn, void *opaque, struct vb_error *err);
+
 /* Delta files (NAME-NNNNNN.vmdk and their companions) in the VM
  * directory that no disk or snapshot uses: malloc'd array of base names
  * in *names (free each, then the array). */
