@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -22,6 +23,7 @@
 #include "cli.h"
 #include "common/module.h"
 #include "repo/repo-int.h"
+#include "transport/transport.h"
 #include "vmback/repo.h"
 
 #define PLUGIN_NAME "nbdkit-vmback.so"
@@ -403,6 +405,28 @@ nbdkit_args (struct argv_buf *a, const char *nbdkit, const struct serve_opts *o,
     arg_add (a, "ready=%s", ready);
 }
 
+/* With a pre-shared key, GnuTLS would settle on ChaCha20 (transport.h):
+ * where AES-GCM is the better choice, hand nbdkit a GnuTLS configuration
+ * disabling ChaCha20 in a memory file it inherits, named by
+ * GNUTLS_SYSTEM_PRIORITY_FILE=/dev/fd/N (GnuTLS opens it again for each
+ * connection; no file is left anywhere).  Only speed is at stake, so a
+ * failure here is silent. */
+static void
+prefer_aes_gcm (void)
+{
+  if (!vb_tls_prefer_aes ())
+    return;
+  int fd = memfd_create ("vmback-gnutls.conf", 0);     /* inherited by nbdkit */
+  if (fd < 0)
+    return;
+  char env[64];
+  snprintf (env, sizeof env, "/dev/fd/%d", fd);
+  size_t n = strlen (VB_TLS_NO_CHACHA);
+  if (write (fd, VB_TLS_NO_CHACHA, n) != (ssize_t) n
+      || setenv ("GNUTLS_SYSTEM_PRIORITY_FILE", env, 1) < 0)
+    close (fd);
+}
+
 /* vmback serve: check, then become nbdkit. */
 int
 cmd_serve (struct cli *c, int argc, char **argv)
@@ -435,6 +459,8 @@ cmd_serve (struct cli *c, int argc, char **argv)
   nbdkit = nbdkit && *nbdkit ? nbdkit : "nbdkit";
   struct argv_buf a = { .n = 0 };
   nbdkit_args (&a, nbdkit, &o, plugin, repo_abs, id, key, c->quiet ? NULL : ready);
+  if (o.tls_psk)
+    prefer_aes_gcm ();
   fflush (NULL);
   execvp (nbdkit, a.v);
   fprintf (stderr, "vmback: serve: cannot run '%s': %s%s\n", nbdkit, strerror (errno),

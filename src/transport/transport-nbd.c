@@ -20,7 +20,7 @@
  * SHA-256 binder, and ChaCha20 is listed before AES-128-GCM).  Where the
  * CPU has AES instructions, AES-GCM is many times faster, so the server we
  * start gets a GnuTLS configuration that disables ChaCha20 (tls_conf),
- * unless the system has a GnuTLS policy of its own. */
+ * unless the system has a GnuTLS policy of its own (vb_tls_prefer_aes). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +29,6 @@
 
 #include <libnbd.h>
 #include <openssl/rand.h>
-#if defined(__x86_64__) || defined(__i386__)
-#include <cpuid.h>
-#endif
 
 #include "transport.h"
 #include "vmback/vdisk.h"
@@ -40,8 +37,6 @@
 #define PSK_USER "vmback"
 #define STATUS_WINDOW (1ull << 30)   /* block status asked this far ahead */
 #define MAX_EXTENTS 4096
-#define GNUTLS_DEFAULT_CONF "/etc/gnutls/config"   /* Debian's compiled-in path */
-#define TLS_CONF "[overrides]\ntls-disabled-cipher = CHACHA20-POLY1305\n"
 
 struct nbdr {
   struct vb_reader r;        /* first */
@@ -229,23 +224,8 @@ make_psk (char *dir, size_t dlen, char *file, size_t flen, struct vb_error *err)
   return rc;
 }
 
-/* True when AES-GCM should be preferred over ChaCha20 for our server: the
- * CPU has AES and carry-less multiply instructions (what GnuTLS's AES-GCM
- * uses), and no GnuTLS policy is set for the system or the process. */
-static bool
-prefer_aes (void)
-{
-  if (getenv ("GNUTLS_SYSTEM_PRIORITY_FILE") || access (GNUTLS_DEFAULT_CONF, F_OK) == 0)
-    return false;
-#if defined(__x86_64__) || defined(__i386__)
-  unsigned a, b, c, d;
-  return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
-#else
-  return false;
-#endif
-}
-
-/* Write dir/gnutls.conf disabling ChaCha20 into conf when prefer_aes();
+/* Write dir/gnutls.conf disabling ChaCha20 into conf when
+ * vb_tls_prefer_aes();
  * conf stays empty otherwise, or if it cannot be written (only speed is
  * lost).  The server's GnuTLS reads it when it starts, so it may go with
  * the key after the handshake. */
@@ -253,11 +233,11 @@ static void
 tls_conf (const char *dir, char *conf, size_t len)
 {
   conf[0] = '\0';
-  if (!prefer_aes ())
+  if (!vb_tls_prefer_aes ())
     return;
   snprintf (conf, len, "%s/gnutls.conf", dir);
   FILE *f = fopen (conf, "wx");
-  bool ok = f && fputs (TLS_CONF, f) >= 0;
+  bool ok = f && fputs (VB_TLS_NO_CHACHA, f) >= 0;
   if ((f && fclose (f) != 0) || !ok) {
     unlink (conf);
     conf[0] = '\0';

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "common/module.h"
 #include "transport.h"
@@ -115,4 +118,21 @@ vb_nbdkit_plugin_path (const char *name, struct vb_error *err)
     return NULL;
   }
   return p;
+}
+
+/* AES-GCM over ChaCha20 for our TLS servers (transport.h): the CPU has
+ * the AES and carry-less multiply instructions GnuTLS's AES-GCM uses, and
+ * no GnuTLS policy is set for the system (Debian's compiled-in path) or
+ * the process. */
+bool
+vb_tls_prefer_aes (void)
+{
+  if (getenv ("GNUTLS_SYSTEM_PRIORITY_FILE") || access ("/etc/gnutls/config", F_OK) == 0)
+    return false;
+#if defined(__x86_64__) || defined(__i386__)
+  unsigned a, b, c, d;
+  return __get_cpuid (1, &a, &b, &c, &d) && (c & bit_AES) && (c & bit_PCLMUL);
+#else
+  return false;
+#endif
 }

@@ -14,6 +14,7 @@
 #ifndef VMBACK_TRANSPORT_H
 #define VMBACK_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,5 +80,15 @@ int vb_transport_open (const char *mode, const char *path, int quiet,
  * when set, else the running executable's.  Returns "DIR/name" in a
  * malloc'd string if that file exists, else NULL with a message. */
 char *vb_nbdkit_plugin_path (const char *name, struct vb_error *err);
+
+/* With a TLS 1.3 pre-shared key GnuTLS settles on ChaCha20-Poly1305
+ * (AES-256-GCM's SHA-384 does not fit the key's SHA-256 binder, and NORMAL
+ * lists ChaCha20 before AES-128-GCM), many times slower than AES-GCM on a
+ * CPU with AES instructions.  True when the nbdkit we start should be
+ * given VB_TLS_NO_CHACHA as its GnuTLS configuration
+ * (GNUTLS_SYSTEM_PRIORITY_FILE): such a CPU, and no GnuTLS policy of the
+ * system's or the user's to respect. */
+bool vb_tls_prefer_aes (void);
+#define VB_TLS_NO_CHACHA "[overrides]\ntls-disabled-cipher = CHACHA20-POLY1305\n"
 
 #endif
