@@ -69,11 +69,11 @@ cli_print_point (const struct cli *c, const struct manifest *m, double secs)
   /* The time is the whole point's: per disk only when there is one disk
    * (the disks of a VM are read one after another and overlap at their
    * edges), then a total line. */
-  uint64_t read = 0, stored = 0;
+  uint64_t total_read = 0, total_stored = 0;
   for (size_t i = 0; i < m->n_disks; i++) {
     const struct manifest_disk *d = &m->disks[i];
-    read += d->bytes_read;
-    stored += d->bytes_new_stored;
+    total_read += d->bytes_read;
+    total_stored += d->bytes_new_stored;
     printf ("point %s: %s %s, read %" PRIu64 " bytes", m->id, d->key,
             strcmp (d->change_id_used, "*") ? "incremental" : "full", d->bytes_read);
     if (m->n_disks == 1)
@@ -83,9 +83,9 @@ cli_print_point (const struct cli *c, const struct manifest *m, double secs)
             d->chunks_reused, d->chunks_zero, m->transport);
   }
   if (m->n_disks > 1) {
-    printf ("point %s: %zu disks, read %" PRIu64 " bytes", m->id, m->n_disks, read);
-    print_rate (read, secs);
-    printf (", %" PRIu64 " bytes stored\n", stored);
+    printf ("point %s: %zu disks, read %" PRIu64 " bytes", m->id, m->n_disks, total_read);
+    print_rate (total_read, secs);
+    printf (", %" PRIu64 " bytes stored\n", total_stored);
   }
 }
 

@@ -225,9 +225,8 @@ make_psk (char *dir, size_t dlen, char *file, size_t flen, struct vb_error *err)
 }
 
 /* Write dir/gnutls.conf disabling ChaCha20 into conf when
- * vb_tls_prefer_aes();
- * conf stays empty otherwise, or if it cannot be written (only speed is
- * lost).  The server's GnuTLS reads it when it starts, so it may go with
+ * vb_tls_prefer_aes(); conf stays empty otherwise, or if it cannot be
+ * written (only speed is lost).  The server's GnuTLS reads it when it starts, so it may go with
  * the key after the handshake. */
 static void
 tls_conf (const char *dir, char *conf, size_t len)
@@ -245,7 +244,7 @@ tls_conf (const char *dir, char *conf, size_t len)
 }
 
 /* Start nbdkit with our plugin on path, connected to n->h; with TLS, psk
- * is the key file and conf (may be empty) a GnuTLS configuration for it. */
+ * is the key file; conf, when not empty, a GnuTLS configuration for it. */
 static int
 connect_export (struct nbdr *n, const char *path, const char *psk, const char *conf,
                 struct vb_error *err)
@@ -257,10 +256,10 @@ connect_export (struct nbdr *n, const char *path, const char *psk, const char *c
   char file_arg[4200], psk_arg[4200], conf_arg[4200];
   snprintf (file_arg, sizeof file_arg, "file=%s", path);
   snprintf (psk_arg, sizeof psk_arg, "--tls-psk=%s", psk ? psk : "");
-  snprintf (conf_arg, sizeof conf_arg, "GNUTLS_SYSTEM_PRIORITY_FILE=%s", conf ? conf : "");
   char *argv[16];
   int a = 0;
-  if (psk && conf && conf[0]) {
+  if (conf[0]) {
+    snprintf (conf_arg, sizeof conf_arg, "GNUTLS_SYSTEM_PRIORITY_FILE=%s", conf);
     argv[a++] = (char *) "env";
     argv[a++] = conf_arg;
   }
