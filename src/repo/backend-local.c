@@ -4,8 +4,8 @@
  * durably: put() writes a temporary file ".tmp-<pid>-<rand>" in the target
  * directory, fsyncs it, moves it to its final name (rename(), or link() +
  * unlink() for REPO_PUT_EXCL, which fails atomically when the name exists)
- * and fsyncs the directory.  Directories are created 0700 as needed, files
- * 0600.  Temporary files are invisible to list(); names starting with
+ * and fsyncs the directory (not for REPO_PUT_VOLATILE).  Directories are
+ * created 0700 as needed, files 0600.  Temporary files are invisible to list(); names starting with
  * ".tmp-" are therefore not valid key components.
  *
  * Failpoints (error.h), each failing like the system call it guards:
@@ -397,7 +397,9 @@ local_put (struct repo_backend *b, const char *key, const void *data,
     goto out;
   }
 placed:
-  r = fsync_dir (dir);
+  /* a volatile object's data is synced (a lock that survives a crash is
+   * whole), its name need not be */
+  r = flags & REPO_PUT_VOLATILE ? 0 : fsync_dir (dir);
   if (r < 0) {
     vb_errno (err, -r, "cannot sync directory '%s'", dir);
     /* a failed put must leave no object: callers undo the rest (a VM

@@ -323,7 +323,7 @@ refresh_once (struct repo_lock_state *st)
   }
   char *body = rc == 1 ? lock_body (st) : NULL;
   if (body)
-    rc = b->ops->put (b, st->key, body, strlen (body), 0, &e);
+    rc = b->ops->put (b, st->key, body, strlen (body), REPO_PUT_VOLATILE, &e);
   free (body);
   if (rc < 0) {
     vb_debug ("cannot refresh lock '%s' (will retry): %s", st->key, e.msg);
@@ -431,7 +431,7 @@ repo_lock (struct repo *r, bool exclusive, const char *op,
   }
   struct repo_backend *b = repo_backend (r);
   st->last_ok = boot_seconds ();
-  rc = b->ops->put (b, key, body, strlen (body), REPO_PUT_EXCL, err);
+  rc = b->ops->put (b, key, body, strlen (body), REPO_PUT_EXCL | REPO_PUT_VOLATILE, err);
   free (body);
   if (rc < 0) {
     state_free (st);

@@ -28,6 +28,9 @@
 #define REPO_PUT_DEFER 2u    /* may become durable and visible only at the
                                 next sync() (chunks: one flush per batch
                                 instead of two fsyncs per object) */
+#define REPO_PUT_VOLATILE 4u /* the name need not survive a crash (locks:
+                                a crash ends their owners anyway); still
+                                atomic, and whole where it does survive */
 /* Largest object: an index of 2^23 chunks (8 TiB at 1 MiB chunks) is
  * 256 MiB of ids plus header and MAC. */
 #define REPO_MAX_OBJECT ((256u << 20) + 4096u)

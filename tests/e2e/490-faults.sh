@@ -41,6 +41,11 @@ done
 vmback -q backup d.raw
 rm -f r.raw
 expect_fail "cannot read '.*': Input/output error" env VMBACK_FAIL_AT=repo-read:5 "$VMBACK" -q restore d@latest r.raw
+# a lock's name is not synced to disk (docs/FORMAT.md, Locks): a restore,
+# which stores nothing, syncs the locks directory once, when it unlocks
+rm -f trace
+VMBACK_FAIL_TRACE=$T/trace vmback -q restore d@latest r.raw
+[ "$(passes repo-dirsync trace)" = 1 ]
 vmback -q prune --keep-last 1
 vmback -q backup d.raw
 vmback -q backup d.raw
