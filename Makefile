@@ -5,7 +5,7 @@
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 
-.PHONY: all deps build build-asan check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz reliability clean
+.PHONY: all deps build build-asan check check-unit check-e2e check-asan demo bench fuzz reliability-fuzz reliability install clean
 
 all: build
 
@@ -20,6 +20,12 @@ build: deps $(BUILD)/build.ninja
 
 check: build
 	@tests/run-all.sh $(BUILD)
+
+# vmback in $(PREFIX)/bin (default /usr/local), its driver modules and
+# nbdkit plugins in $(PREFIX)/lib/<arch>/vmback; DESTDIR stages it
+install: build
+	$(if $(PREFIX),meson configure $(BUILD) -Dprefix=$(PREFIX))
+	meson install -C $(BUILD) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 build-asan: deps
 	@VMBACK_DEPS_EXTRA=clang scripts/install-deps

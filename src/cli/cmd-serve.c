@@ -91,16 +91,12 @@ plugin_path (void)
     }
     return p;
   }
-  char dir[PATH_MAX];
-  if (vb_exe_dir (dir, sizeof dir, NULL) == 0) {
-    char *p = NULL;
-    if (asprintf (&p, "%s/%s", dir, PLUGIN_NAME) >= 0 && access (p, R_OK) == 0)
-      return p;
-    free (p);
-  }
-  fprintf (stderr, "vmback: serve: the nbdkit plugin %s was not found next to the vmback "
-           "binary (build it with nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)\n",
-           PLUGIN_NAME);
+  char path[2 * PATH_MAX] = "?";
+  if (vb_helper_path (PLUGIN_NAME, path, sizeof path, NULL) == 1 && access (path, R_OK) == 0)
+    return strdup (path);
+  fprintf (stderr, "vmback: serve: the nbdkit plugin %s was not found (looked next to the "
+           "vmback binary and at %s; build it with nbdkit-plugin-dev installed, or set "
+           "VMBACK_NBDKIT_PLUGIN)\n", PLUGIN_NAME, path);
   return NULL;
 }
 

@@ -97,26 +97,24 @@ vb_transport_open (const char *mode, const char *path, int quiet, struct vb_read
 char *
 vb_nbdkit_plugin_path (const char *name, struct vb_error *err)
 {
-  char dir[PATH_MAX];
+  char path[2 * PATH_MAX];
   const char *env = getenv ("VMBACK_NBDKIT_PLUGIN");
+  int r = 1;
   if (env && *env) {
     char tmp[PATH_MAX];
     snprintf (tmp, sizeof tmp, "%s", env);
-    snprintf (dir, sizeof dir, "%s", dirname (tmp));
-  } else if (vb_exe_dir (dir, sizeof dir, err) < 0) {
+    snprintf (path, sizeof path, "%s/%s", dirname (tmp), name);
+  } else if ((r = vb_helper_path (name, path, sizeof path, err)) < 0) {
     return NULL;
   }
-  char *p = NULL;
-  if (asprintf (&p, "%s/%s", dir, name) < 0) {
-    vb_errno (err, ENOMEM, "plugin path");
-    return NULL;
-  }
-  if (access (p, R_OK) < 0) {
+  if (r == 0 || access (path, R_OK) < 0) {
     vb_err (err, ENOENT, "the nbdkit plugin '%s' is missing (build it with "
-            "nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)", p);
-    free (p);
+            "nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)", path);
     return NULL;
   }
+  char *p = strdup (path);
+  if (!p)
+    vb_errno (err, ENOMEM, "plugin path");
   return p;
 }
 
