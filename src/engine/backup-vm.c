@@ -284,8 +284,12 @@ backup_one (struct vmb *b, size_t i, const struct vb_vm_disk *vd, char *path,
 {
   char cid[128] = "";
   struct vb_error ce = { 0 };
-  if (b->c->ops->change_id (b->c, b->snap, vd->key, cid, sizeof cid, &ce) < 0)
+  if (b->c->ops->change_id (b->c, b->snap, vd->key, cid, sizeof cid, &ce) < 0) {
+    char what[80];
+    snprintf (what, sizeof what, "disk %s", vd->key);
     cid[0] = '\0';
+    engine_note_no_change_id (what, &ce);
+  }
   note_mode (b->m, rd->mode);
   if (!b->o->quiet)
     fprintf (stderr, "vmback: disk %s: transport %s\n", vd->key, rd->mode);

@@ -305,6 +305,17 @@ load_previous (struct repo *r, const char *source, const char *kind,
   return 0;
 }
 
+/* A changeId that could not be read (engine-int.h): an I/O error on the
+ * tracker must not pass unseen, though the backup itself is sound. */
+void
+engine_note_no_change_id (const char *what, const struct vb_error *ce)
+{
+  if (ce->code == ENOENT || ce->code == ESTALE || getenv ("VMBACK_QUIET_FALLBACK"))
+    return;
+  fprintf (stderr, "vmback: note: %s: %s; this point has no changeId, so the next "
+           "backup reads it in full\n", what, ce->msg);
+}
+
 /* Say why a disk is read in full (VM backups; disk images stay quiet). */
 static void __attribute__ ((format (printf, 2, 3)))
 full_note (const struct engine_disk_src *src, const char *fmt, ...)
@@ -474,8 +485,10 @@ engine_backup_disk (struct repo *r, const char *disk_path,
    * in the next incremental rather than being lost */
   char cid[128];
   struct vb_error ce = { 0 };
-  if (vdisk_ctk_change_id (disk_path, cid, sizeof cid, &ce) < 0)
+  if (vdisk_ctk_change_id (disk_path, cid, sizeof cid, &ce) < 0) {
     cid[0] = '\0';
+    engine_note_no_change_id (disk_path, &ce);
+  }
   bool have_prev;
   if ((rc = load_previous (r, m->source_name, "disk", pm, &have_prev, err)) < 0)
     goto out;

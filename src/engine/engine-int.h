@@ -53,6 +53,11 @@ struct engine_disk_src {
   bool notes;                /* say on stderr why a disk is read in full */
 };
 
+/* The changeId of what (a disk image's path, "disk KEY") could not be read
+ * (ce): unless tracking is merely off or invalid, which other notes cover,
+ * say that the point gets none and the next backup reads it in full. */
+void engine_note_no_change_id (const char *what, const struct vb_error *ce);
+
 /* Read one disk into ix and md (key, source, size, changeIds, counters):
  * incremental from the disk of the same key in prev (may be NULL) when
  * its changeId and geometry allow, else every allocated area.  Stops with

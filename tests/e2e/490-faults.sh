@@ -41,6 +41,16 @@ done
 vmback -q backup d.raw
 rm -f r.raw
 expect_fail "cannot read '.*': Input/output error" env VMBACK_FAIL_AT=repo-read:5 "$VMBACK" -q restore d@latest r.raw
+# an I/O error reading the change tracker: the backup is sound (every
+# byte read) but its point has no changeId, and that is said
+vmback disk create --type monolithicSparse --size 4M --ctk t.vmdk
+mkpattern p 300000 $((SEED + 5))
+vmback disk write t.vmdk < p
+vmback -q repo init trepo
+env VMBACK_FAIL_AT=disk-read:1 "$VMBACK" -q backup --repo trepo t.vmdk 2> err
+grep -q "note: t.vmdk: .*Input/output error; this point has no changeId" err
+vmback -q restore --repo trepo t@latest t.raw
+cmp t.raw <(vmback disk read t.vmdk)
 # a lock's name is not synced to disk (docs/FORMAT.md, Locks): a restore,
 # which stores nothing, syncs the locks directory once, when it unlocks
 rm -f trace
