@@ -501,7 +501,10 @@ repo_unlock (struct repo *r)
     return;
   struct repo_backend *b = repo_backend (r);
   struct vb_error e = { 0 };
+  /* the command's work is done; a lock left behind is noticed as stale
+   * (at once on this host, after its expiry elsewhere) */
   if (b->ops->del (b, slot, &e) < 0)
-    vb_debug ("cannot remove lock '%s': %s", slot, e.msg);
+    fprintf (stderr, "vmback: warning: releasing the lock '%s' of repository '%s': %s\n",
+             slot, repo_path (r), e.msg);
   slot[0] = '\0';
 }
