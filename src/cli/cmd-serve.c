@@ -21,7 +21,6 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "common/module.h"
 #include "repo/repo-int.h"
 #include "transport/transport.h"
 #include "vmback/repo.h"
@@ -76,7 +75,8 @@ abs_path (const char *what, const char *p)
   return out;
 }
 
-/* The plugin: $VMBACK_NBDKIT_PLUGIN, else next to this executable. */
+/* The plugin: $VMBACK_NBDKIT_PLUGIN (the file itself), else where the
+ * nbd transports find theirs (vb_nbdkit_plugin_path). */
 static char *
 plugin_path (void)
 {
@@ -91,13 +91,11 @@ plugin_path (void)
     }
     return p;
   }
-  char path[2 * PATH_MAX] = "?";
-  if (vb_helper_path (PLUGIN_NAME, path, sizeof path, NULL) == 1 && access (path, R_OK) == 0)
-    return strdup (path);
-  fprintf (stderr, "vmback: serve: the nbdkit plugin %s was not found (looked next to the "
-           "vmback binary and at %s; build it with nbdkit-plugin-dev installed, or set "
-           "VMBACK_NBDKIT_PLUGIN)\n", PLUGIN_NAME, path);
-  return NULL;
+  struct vb_error e = { 0 };
+  char *p = vb_nbdkit_plugin_path (PLUGIN_NAME, &e);
+  if (!p)
+    fprintf (stderr, "vmback: serve: %s\n", e.msg);
+  return p;
 }
 
 /* nbdkit leaves its socket file behind: remove one nobody listens on;

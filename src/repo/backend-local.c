@@ -5,8 +5,9 @@
  * directory, fsyncs it, moves it to its final name (rename(), or link() +
  * unlink() for REPO_PUT_EXCL, which fails atomically when the name exists)
  * and fsyncs the directory (not for REPO_PUT_VOLATILE).  Directories are
- * created 0700 as needed, files 0600.  Temporary files are invisible to list(); names starting with
- * ".tmp-" are therefore not valid key components.
+ * created 0700 as needed, files 0600.  Temporary files are invisible to
+ * list(); names starting with ".tmp-" are therefore not valid key
+ * components.
  *
  * Failpoints (error.h), each failing like the system call it guards:
  * "repo-write" (a put's data), "repo-fsync" (a put's fsync, and the

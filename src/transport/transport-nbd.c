@@ -15,12 +15,9 @@
  * straight into the buffer that is then hashed, so the server works on
  * the next chunks while this one is stored.
  *
- * Cipher: with a TLS 1.3 pre-shared key, GnuTLS's NORMAL priority ends up
- * at ChaCha20-Poly1305 (AES-256-GCM's SHA-384 does not match the key's
- * SHA-256 binder, and ChaCha20 is listed before AES-128-GCM).  Where the
- * CPU has AES instructions, AES-GCM is many times faster, so the server we
- * start gets a GnuTLS configuration that disables ChaCha20 (tls_conf),
- * unless the system has a GnuTLS policy of its own (vb_tls_prefer_aes). */
+ * Cipher: the server we start gets a GnuTLS configuration disabling
+ * ChaCha20 where AES-GCM is the better choice (tls_conf; why in
+ * transport.h, vb_tls_prefer_aes). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -226,8 +223,8 @@ make_psk (char *dir, size_t dlen, char *file, size_t flen, struct vb_error *err)
 
 /* Write dir/gnutls.conf disabling ChaCha20 into conf when
  * vb_tls_prefer_aes(); conf stays empty otherwise, or if it cannot be
- * written (only speed is lost).  The server's GnuTLS reads it when it starts, so it may go with
- * the key after the handshake. */
+ * written (only speed is lost).  The server's GnuTLS reads it when it
+ * starts, so it may go with the key after the handshake. */
 static void
 tls_conf (const char *dir, char *conf, size_t len)
 {

@@ -108,8 +108,9 @@ vb_nbdkit_plugin_path (const char *name, struct vb_error *err)
     return NULL;
   }
   if (r == 0 || access (path, R_OK) < 0) {
-    vb_err (err, ENOENT, "the nbdkit plugin '%s' is missing (build it with "
-            "nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)", path);
+    vb_err (err, ENOENT, "the nbdkit plugin '%s' is missing%s (build it with "
+            "nbdkit-plugin-dev installed, or set VMBACK_NBDKIT_PLUGIN)", path,
+            r == 0 ? ", and not next to the vmback binary either" : "");
     return NULL;
   }
   char *p = strdup (path);
