@@ -1,6 +1,6 @@
 /* Fuzz target: the chunk blob decoder (chunk.c).  The input is a chunk id
- * (32 bytes) followed by a blob.  The blob is decoded as it is with the
- * plain and the encrypted fuzz keys; then with its length field and CRC
+ * (32 bytes) followed by a blob.  The blob is decoded as it is, strictly
+ * and as data is read, with the plain and the encrypted fuzz keys; then with its length field and CRC
  * fixed; then, when it is an encrypted blob, with its body sealed under
  * the fuzz key (AES-256-GCM, a valid tag), so mutations reach the zstd
  * frame checks and the decompressor behind the CRC and the tag.  Last,
@@ -36,6 +36,10 @@ decode_one (const struct repo_keys *k, const uint8_t *id, const uint8_t *b,
   int r = chunk_decode (k, id, b, len, out, cap, &e);
   if (r > (int) cap)
     abort ();
+  struct vb_error e2 = { 0 };
+  int r2 = chunk_decode_data (k, id, b, len, out, cap, &e2);
+  if (r2 > (int) cap || (r >= 0 && r2 != r))
+    abort ();
   return r;
 }
 
@@ -47,12 +51,15 @@ put32 (uint8_t *p, uint32_t v)
     p[i] = (uint8_t) (v >> (8 * i));
 }
 
-/* The blob's CRC field recomputed over header bytes 0..15 and payload. */
+/* The blob's CRC field recomputed over header bytes 0..15, the id (for
+ * version 2) and the payload. */
 static void
-fix_crc (uint8_t *b, size_t len)
+fix_crc (uint8_t *b, size_t len, const uint8_t *id)
 {
   uLong c = crc32 (0L, Z_NULL, 0);
   c = crc32 (c, b, 16);
+  if (b[4] == 2)
+    c = crc32 (c, id, REPO_ID_LEN);
   c = crc32_z (c, b + HDR, len - HDR);
   put32 (b + 16, (uint32_t) c);
 }
@@ -128,10 +135,10 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     memcpy (b, blob, len);
     put32 (b + 12, (uint32_t) (len - HDR));
     bool is_enc = (b[5] & 2) != 0;
-    fix_crc (b, len);
+    fix_crc (b, len, id);
     decode_one (is_enc ? &enc : &plain, id, b, len, cap);
     if (is_enc && seal (&enc, id, b, len)) {
-      fix_crc (b, len);
+      fix_crc (b, len, id);
       decode_one (&enc, id, b, len, cap);
     }
     free (b);

@@ -19,7 +19,7 @@ mkdir -p "$C"/{fuzz-vmdk-sparse,fuzz-vmdk-stream,fuzz-vmdk-cowd,fuzz-vmdk-sespar
 # --- encoders ----------------------------------------------------------------
 cc -std=c11 -D_GNU_SOURCE -I"$ROOT/include" -I"$ROOT/src" -I"$BUILD" \
   "$ROOT/fuzz/mk-seeds.c" "$BUILD/libvmback.a" -o mk-seeds \
-  -lzstd -lz -lcrypto -ljson-c -luuid -lpthread \
+  -lzstd -lz -ldeflate -lcrypto -ljson-c -luuid -lpthread \
   $(pkg-config --libs libcurl libxml-2.0 2>/dev/null)
 ./mk-seeds "$C"
 

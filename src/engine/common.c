@@ -66,31 +66,60 @@ engine_store_index (struct repo *r, struct manifest *m, int disk,
   return rc;
 }
 
-/* Fetch and decode one chunk. */
-int
-engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
-                    size_t cap, bool strict, struct vb_error *err)
+/* Fetch the blob of chunk id (malloc'd); a missing one is ENOENT
+ * naming the chunk. */
+static int
+fetch_blob (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t **blob, size_t *blen,
+            struct vb_error *err)
 {
   char key[128];
   chunk_key (id, key, sizeof key);
   struct repo_backend *b = repo_backend (r);
-  uint8_t *blob;
-  size_t blen;
   struct vb_error ge = { 0 };
-  int rc = b->ops->get (b, key, CHUNK_MAX_SIZE + 4096, &blob, &blen, &ge);
+  int rc = b->ops->get (b, key, CHUNK_MAX_SIZE + 4096, blob, blen, &ge);
   if (rc == -ENOENT) {
     char hex[2 * REPO_ID_LEN + 1];
     hex_encode (id, REPO_ID_LEN, hex);
     return vb_err (err, ENOENT, "chunk %s is missing from the repository", hex);
   }
-  if (rc < 0) {
-    if (err && err->code == 0)
-      *err = ge;
+  if (rc < 0 && err && err->code == 0)
+    *err = ge;
+  return rc;
+}
+
+/* Fetch and decode one chunk. */
+int
+engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
+                    size_t cap, bool strict, struct vb_error *err)
+{
+  uint8_t *blob;
+  size_t blen;
+  int rc = fetch_blob (r, id, &blob, &blen, err);
+  if (rc < 0)
     return rc;
-  }
   rc = (strict ? chunk_decode : chunk_decode_data) (repo_keys (r), id, blob, blen, out,
                                                      cap, err);
   free (blob);
+  return rc;
+}
+
+/* Fetch and decode one chunk, keeping a raw one in its blob. */
+int
+engine_fetch_chunk_view (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
+                         size_t cap, uint8_t **mem, const uint8_t **plain,
+                         struct vb_error *err)
+{
+  uint8_t *blob;
+  size_t blen;
+  *mem = NULL;
+  int rc = fetch_blob (r, id, &blob, &blen, err);
+  if (rc < 0)
+    return rc;
+  rc = chunk_decode_data_view (repo_keys (r), id, blob, blen, out, cap, plain, err);
+  if (rc >= 0 && *plain != out)
+    *mem = blob;
+  else
+    free (blob);
   return rc;
 }
 

@@ -26,6 +26,13 @@ int engine_store_index (struct repo *r, struct manifest *m, int disk,
  * (restores and exports). */
 int engine_fetch_chunk (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
                         size_t cap, bool strict, struct vb_error *err);
+/* engine_fetch_chunk (not strict) for a cache that keeps what it fetched:
+ * *plain points at the chunk, in out, or, for a raw unencrypted chunk,
+ * in the fetched blob itself, then returned in *mem for the caller to
+ * free (else *mem is NULL).  Saves copying each raw chunk once more. */
+int engine_fetch_chunk_view (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t *out,
+                             size_t cap, uint8_t **mem, const uint8_t **plain,
+                             struct vb_error *err);
 
 /* Store a VM's configuration as the point's config object (encoded like
  * a chunk blob), recording its key, id and size in m (m->id set). */

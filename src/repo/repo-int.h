@@ -157,14 +157,23 @@ int chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
 int chunk_decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
                   const uint8_t *blob, size_t blob_len, uint8_t *out,
                   size_t cap, struct vb_error *err);
-/* chunk_decode for reading data (restore, serve): the CRC is computed
- * only when decrypting, decompressing or the id check fails (to say
- * "CRC mismatch" when the stored bytes changed); a blob that yields the
- * chunk with its id is used even if its CRC field alone was damaged.
- * verify uses chunk_decode, which checks every byte. */
+/* chunk_decode for reading data (restore, serve).  A version 2 blob
+ * (every blob written now) is checked by its CRC, which covers the chunk
+ * id, and its GCM tag when encrypted, but its plaintext is not hashed
+ * again: that hash cost more than all the rest of reading a chunk.  A
+ * version 1 blob is checked by the id of its plaintext, and its CRC is
+ * computed only when something failed (to say "CRC mismatch" when the
+ * stored bytes changed).  verify uses chunk_decode, which checks every
+ * byte and the id of every chunk. */
 int chunk_decode_data (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
                        const uint8_t *blob, size_t blob_len, uint8_t *out,
                        size_t cap, struct vb_error *err);
+/* chunk_decode_data for a caller that can keep the blob (serve's cache):
+ * *plain is set to where the chunk's bytes are, which for an unencrypted
+ * raw blob is inside the blob itself (no copy into out), else out. */
+int chunk_decode_data_view (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
+                            const uint8_t *blob, size_t blob_len, uint8_t *out,
+                            size_t cap, const uint8_t **plain, struct vb_error *err);
 /* Key of a chunk: "chunks/ab/<64 hex>". buf >= 80 bytes. */
 void chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len);
 /* The id of a key made by chunk_key; -1 for any other key. */

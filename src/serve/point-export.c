@@ -37,7 +37,8 @@
 /* One decoded chunk in the cache. */
 struct cache_entry {
   uint64_t idx;                  /* chunk number */
-  uint8_t *data;                 /* decoded bytes; NULL = free or loading */
+  const uint8_t *data;           /* decoded bytes; NULL = free or loading */
+  uint8_t *mem;                  /* the allocation data points into */
   uint64_t used;                 /* LRU clock of the last use */
   bool loading;                  /* a thread is fetching idx into this slot */
 };
@@ -117,20 +118,35 @@ check_range (const struct point_export *pe, uint64_t count, uint64_t off,
 
 /* ---- the decoded chunk cache ---------------------------------------------- */
 
-/* Fetch and decode chunk i into buf (pe->cs bytes).  Any failure is EIO
- * naming the point, the disk and the offset. */
+/* Fetch and decode chunk i into e: e->data points at its bytes, in
+ * e->mem (a buffer of pe->cs bytes, or the fetched blob of a raw chunk,
+ * which is then not copied).  Any failure is EIO naming the point, the
+ * disk and the offset, and leaves e empty. */
 static int
-fetch_chunk (struct point_export *pe, uint64_t i, uint8_t *buf, struct vb_error *err)
+fetch_chunk (struct point_export *pe, uint64_t i, struct cache_entry *e, struct vb_error *err)
 {
   struct vb_error fe = { 0 };
   uint32_t want = chunk_len (pe, i);
-  int got = engine_fetch_chunk (pe->r, pe->ix.ids[i], buf, pe->cs, false, &fe);
+  uint8_t *buf = malloc (pe->cs), *blob = NULL;
+  int got = buf ? engine_fetch_chunk_view (pe->r, pe->ix.ids[i], buf, pe->cs, &blob,
+                                           &e->data, &fe)
+    : vb_errno (&fe, ENOMEM, "no memory for a chunk");
   if (got >= 0 && (uint32_t) got != want)
     got = vb_err (&fe, EBADMSG, "chunk holds %d bytes, expected %u", got, want);
-  if (got < 0)
+  if (got < 0) {
+    free (buf);
+    free (blob);
+    e->data = NULL;
     return vb_err (err, EIO, "cannot read disk %s of point %s at offset %llu (chunk %llu): %s",
                    pe_disk_key (pe), pe_point_id (pe), (unsigned long long) (i * pe->cs),
                    (unsigned long long) i, fe.msg[0] ? fe.msg : "unknown error");
+  }
+  if (blob) {                    /* the chunk is inside its blob */
+    free (buf);
+    e->mem = blob;
+  } else {
+    e->mem = buf;
+  }
   return 0;
 }
 
@@ -185,31 +201,32 @@ chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t
   pe->misses++;
   struct cache_entry *slot = cache_victim (pe);
   if (slot) {
-    free (slot->data);
+    free (slot->mem);
+    slot->mem = NULL;
     slot->data = NULL;
     slot->idx = i;
     slot->loading = true;
   }
   pthread_mutex_unlock (&pe->mu);
 
-  uint8_t *buf = malloc (pe->cs);
-  int rc = buf ? fetch_chunk (pe, i, buf, err)
-    : vb_errno (err, ENOMEM, "cannot read disk %s of point %s", pe_disk_key (pe),
-                pe_point_id (pe));
+  /* loaded into a private entry, published into slot (if any) under mu */
+  struct cache_entry got = { 0 };
+  int rc = fetch_chunk (pe, i, &got, err);
   if (rc == 0)
-    memcpy (out, buf + a, n);
+    memcpy (out, got.data + a, n);
   pthread_mutex_lock (&pe->mu);
   if (slot) {
     slot->loading = false;
     if (rc == 0) {
-      slot->data = buf;
+      slot->data = got.data;
+      slot->mem = got.mem;
       slot->used = ++pe->clock;
-      buf = NULL;
+      got.mem = NULL;
     }
     pthread_cond_broadcast (&pe->loaded);
   }
   pthread_mutex_unlock (&pe->mu);
-  free (buf);
+  free (got.mem);
   return rc;
 }
 
@@ -444,7 +461,7 @@ pe_close (struct point_export *pe, struct vb_error *err)
   if (pe->map_fd >= 0)
     close (pe->map_fd);
   for (uint64_t k = 0; pe->cache && k < pe->ncache; k++)
-    free (pe->cache[k].data);
+    free (pe->cache[k].mem);
   free (pe->cache);
   free (pe->bitmap);
   free (pe->ov_path);

@@ -97,7 +97,11 @@ def cmd_chunk(a):
         b = b[:20] + payload
         b[5] |= 1
         struct.pack_into('<I', b, 12, len(payload))
-    crc = zlib.crc32(bytes(b[20:]), zlib.crc32(bytes(b[:16])))
+    # version 2 covers the chunk id (the file's name) between header and payload
+    crc = zlib.crc32(bytes(b[:16]))
+    if b[4] == 2:
+        crc = zlib.crc32(bytes.fromhex(os.path.basename(a.file)), crc)
+    crc = zlib.crc32(bytes(b[20:]), crc)
     struct.pack_into('<I', b, 16, crc)
     os.chmod(a.file, 0o600)
     with open(a.file, 'wb') as f:

@@ -140,7 +140,8 @@ verify_blames "$SHARED" "$P1" "$P2"
 restore_fails "$SHARED.*(does not exist|missing|not found)" "$P1"
 
 # 4b. a chunk's blob replaced by another valid blob (the shared chunk's):
-# well-formed, right CRC, wrong content for its id
+# well-formed, but its CRC covers the other chunk's id (and its content
+# does not hash to this id)
 fresh; cp "$(chunk "$SHARED")" "$(chunk "$ONLY")"
 verify_blames "$ONLY" "$P2"
 restore_fails "$ONLY" "$P2"

@@ -4,7 +4,9 @@
  * every kind of damage (each header byte, payload bytes, truncation,
  * extension, lying lengths, zip bombs, wrong ids and keys) must give a
  * one-line error and no crash.  Damage meant to get past the CRC is made
- * by recomputing it with zlib (header bytes 0..15, then the payload).
+ * by recomputing it with zlib (header bytes 0..15, the chunk id for a
+ * version 2 blob, then the payload), which also checks that the CRC the
+ * writer computes (with libdeflate) is zlib's.
  * Random data comes from a seeded generator; the seed is printed and
  * taken from CHUNK_TEST_SEED. */
 #include <stdarg.h>
@@ -102,14 +104,24 @@ put32 (uint8_t *p, uint32_t v)
     p[i] = (uint8_t) (v >> (8 * i));
 }
 
-/* Recompute the CRC of a (modified) blob so the damage gets past it. */
-static void
-fix_crc (uint8_t *b, size_t len)
+/* The CRC of a blob of chunk id as docs/FORMAT-chunks.md defines it:
+ * version 2 covers the id, version 1 does not. */
+static uint32_t
+zlib_crc (const uint8_t *b, size_t len, const uint8_t id[32])
 {
   uLong c = crc32 (0L, Z_NULL, 0);
   c = crc32 (c, b, 16);
+  if (b[4] == 2)
+    c = crc32 (c, id, 32);
   c = crc32 (c, b + HDR, (uInt) (len - HDR));
-  put32 (b + 16, (uint32_t) c);
+  return (uint32_t) c;
+}
+
+/* Recompute the CRC of a (modified) blob so the damage gets past it. */
+static void
+fix_crc (uint8_t *b, size_t len, const uint8_t id[32])
+{
+  put32 (b + 16, zlib_crc (b, len, id));
 }
 
 /* Encode data with keys k (asserting success), returning the blob. */
@@ -185,7 +197,8 @@ roundtrip (const struct repo_keys *k, const uint8_t *data, size_t len,
   uint8_t *blob = encode (k, data, len, id, &blen);
   assert_true (blen >= HDR);
   assert_memory_equal (blob, "VBC1", 4);
-  assert_int_equal (blob[4], 1);
+  assert_int_equal (blob[4], 2);
+  assert_int_equal (get32 (blob + 16), zlib_crc (blob, blen, id));
   bool expect_zstd = zstd < 0 ? (blob[5] & 1) != 0 : zstd == 1;
   assert_int_equal (blob[5], (expect_zstd ? 1 : 0) | (k->encrypted ? 2 : 0));
   assert_int_equal (get32 (blob + 8), len);
@@ -338,7 +351,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
       snprintf (what, sizeof what, "header byte %zu ^ 0x%02x", i, x[f]);
       expect_damaged (k, id, m, blen, CHUNK_MAX_SIZE, what);
       if (i < 16) {
-        fix_crc (m, blen);
+        fix_crc (m, blen, id);
         snprintf (what, sizeof what, "header byte %zu ^ 0x%02x, CRC fixed",
                   i, x[f]);
         expect_damaged (k, id, m, blen, CHUNK_MAX_SIZE, what);
@@ -353,7 +366,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
     m[i] ^= 0x01;
     snprintf (what, sizeof what, "payload byte %zu", i);
     expect_damaged (k, id, m, blen, CHUNK_MAX_SIZE, what);
-    fix_crc (m, blen);
+    fix_crc (m, blen, id);
     snprintf (what, sizeof what, "payload byte %zu, CRC fixed", i);
     expect_damaged_or_same (k, id, m, blen, data, len, what);
   }
@@ -365,7 +378,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
     expect_damaged (k, id, m, l, CHUNK_MAX_SIZE, what);
     if (l >= HDR) {
       put32 (m + 12, (uint32_t) (l - HDR));
-      fix_crc (m, l);
+      fix_crc (m, l, id);
       snprintf (what, sizeof what, "truncated to %zu, lengths fixed", l);
       expect_damaged (k, id, m, l, CHUNK_MAX_SIZE, what);
     }
@@ -376,7 +389,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
     memset (m + blen, 0, extra);
     expect_damaged (k, id, m, blen + extra, CHUNK_MAX_SIZE, "extended");
     put32 (m + 12, (uint32_t) (blen + extra - HDR));
-    fix_crc (m, blen + extra);
+    fix_crc (m, blen + extra, id);
     expect_damaged (k, id, m, blen + extra, CHUNK_MAX_SIZE,
                     "extended, lengths fixed");
   }
@@ -386,7 +399,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
   for (size_t i = 0; i < 3; i++) {
     memcpy (m, blob, blen);
     put32 (m + 8, claims[i]);
-    fix_crc (m, blen);
+    fix_crc (m, blen, id);
     expect_damaged (k, id, m, blen, (size_t) -1, "huge plain length");
   }
   /* another chunk's id */
@@ -416,33 +429,110 @@ test_damage (void **state)
                  "(verified by its id)\n", same_count);
 }
 
-/* chunk_decode_data: a blob whose CRC field alone is damaged still gives
- * its chunk (the id proves the content); damage to the stored bytes is
- * reported as a CRC mismatch, as by chunk_decode. */
+/* Make an unencrypted version 2 blob a version 1 blob (CRC without id). */
+static void
+to_v1 (uint8_t *b, size_t len)
+{
+  b[4] = 1;
+  fix_crc (b, len, NULL);
+}
+
+/* Expect chunk_decode_data to fail with "CRC mismatch" or, when mismatch
+ * is NULL, with a message containing other. */
+static void
+expect_data_damaged (const struct repo_keys *k, const uint8_t id[32], const uint8_t *blob,
+                     size_t blen, size_t n, const char *other)
+{
+  struct vb_error err = { 0 };
+  uint8_t *out = malloc (n);
+  assert_int_equal (chunk_decode_data (k, id, blob, blen, out, n, &err), -EBADMSG);
+  free (out);
+  if (!strstr (err.msg, other ? other : "CRC mismatch"))
+    fail_msg ("expected '%s', got '%s'", other ? other : "CRC mismatch", err.msg);
+}
+
+/* chunk_decode_data.  Version 2: the CRC, which covers the id, is always
+ * checked, so damage to the stored bytes, to the CRC field, or a blob
+ * stored under another chunk's name all fail.  Version 1: a blob whose
+ * CRC field alone is damaged still gives its chunk (its id proves the
+ * content); damage to the stored bytes is a CRC mismatch; another
+ * chunk's blob fails the id check. */
 static void
 test_decode_data (void **state)
 {
   const struct repo_keys *keys[] = { &kp, &ke };
   for (int k = 0; k < 2; k++) {
-    uint8_t id[32];
+    uint8_t id[32], other[32];
     size_t blen, n = 200000;
     uint8_t *d = text_data (n, seed + 7);
     uint8_t *blob = encode (keys[k], d, n, id, &blen);
     uint8_t *out = malloc (n);
     struct vb_error err = { 0 };
-    blob[16] ^= 1;                                  /* the CRC field */
+    memcpy (other, id, 32);
+    other[0] ^= 0x40;
     assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), (int) n);
     assert_memory_equal (out, d, n);
-    assert_int_equal (chunk_decode (keys[k], id, blob, blen, out, n, &err), -EBADMSG);
+    blob[16] ^= 1;                                  /* the CRC field */
+    expect_data_damaged (keys[k], id, blob, blen, n, NULL);
     blob[16] ^= 1;
     blob[blen - 40] ^= 0x10;                        /* the stored payload */
-    vb_err_clear (&err);
-    assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), -EBADMSG);
-    assert_non_null (strstr (err.msg, "CRC mismatch"));
+    expect_data_damaged (keys[k], id, blob, blen, n, NULL);
+    blob[blen - 40] ^= 0x10;
+    expect_data_damaged (keys[k], other, blob, blen, n, NULL);
+
+    if (keys[k]->encrypted) {    /* GCM binds the version byte: no v1 of it here */
+      free (out);
+      free (blob);
+      free (d);
+      continue;
+    }
+    to_v1 (blob, blen);
+    assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), (int) n);
+    assert_memory_equal (out, d, n);
+    assert_int_equal (chunk_decode (keys[k], id, blob, blen, out, n, &err), (int) n);
+    blob[16] ^= 1;
+    assert_int_equal (chunk_decode_data (keys[k], id, blob, blen, out, n, &err), (int) n);
+    assert_int_equal (chunk_decode (keys[k], id, blob, blen, out, n, &err), -EBADMSG);
+    blob[16] ^= 1;
+    blob[blen - 40] ^= 0x10;
+    expect_data_damaged (keys[k], id, blob, blen, n, NULL);
+    blob[blen - 40] ^= 0x10;
+    expect_data_damaged (keys[k], other, blob, blen, n, "does not match its id");
     free (out);
     free (blob);
     free (d);
   }
+}
+
+/* chunk_decode_data_view: an unencrypted raw chunk is read in place
+ * (the view points just past the 20-byte header), anything else is
+ * decoded into out; both give the chunk, and damage still fails. */
+static void
+test_decode_view (void **state)
+{
+  const struct repo_keys *keys[] = { &kp, &ke };
+  size_t n = 300000;
+  uint8_t *rd = random_data (n, seed + 11), *td = text_data (n, seed + 11);
+  uint8_t *out = malloc (n);
+  for (int k = 0; k < 2; k++)
+    for (int t = 0; t < 2; t++) {
+      const uint8_t *d = t ? td : rd, *plain = NULL;
+      uint8_t id[32];
+      size_t blen;
+      uint8_t *blob = encode (keys[k], d, n, id, &blen);
+      struct vb_error err = { 0 };
+      assert_int_equal (chunk_decode_data_view (keys[k], id, blob, blen, out, n, &plain, &err),
+                        (int) n);
+      assert_ptr_equal (plain, !keys[k]->encrypted && !t ? blob + HDR : out);
+      assert_memory_equal (plain, d, n);
+      blob[blen / 2] ^= 4;
+      assert_int_equal (chunk_decode_data_view (keys[k], id, blob, blen, out, n, &plain, &err),
+                        -EBADMSG);
+      free (blob);
+    }
+  free (out);
+  free (rd);
+  free (td);
 }
 
 /* A wrong key, or a blob of the other kind of repository. */
@@ -481,7 +571,7 @@ craft (uint8_t flags, uint32_t plain_len, const void *body, size_t body_len,
   put32 (b + 8, plain_len);
   put32 (b + 12, (uint32_t) body_len);
   memcpy (b + HDR, body, body_len);
-  fix_crc (b, HDR + body_len);
+  fix_crc (b, HDR + body_len, NULL);
   *blen = HDR + body_len;
   return b;
 }
@@ -710,6 +800,7 @@ main (void)
     cmocka_unit_test (test_no_plaintext_leak),
     cmocka_unit_test (test_damage),
     cmocka_unit_test (test_decode_data),
+    cmocka_unit_test (test_decode_view),
     cmocka_unit_test (test_wrong_key),
     cmocka_unit_test (test_zip_bomb),
     cmocka_unit_test (test_chunk_key),
