@@ -2,7 +2,9 @@
 # Round trip: a full backup, then three incrementals after random writes,
 # zeroed ranges, a discard and a grown disk; every point restores to the
 # disk's bytes at its time (sha256), as raw and as vmdk; a middle point
-# still restores after the older ones are pruned and gc has run.
+# still restores after the older ones are pruned and gc has run; bytes
+# rewritten unchanged are read again (the tracker reports them) but stored
+# as nothing new.
 . "$(dirname "$0")/functions.sh"
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
 cd "$T"
@@ -62,3 +64,12 @@ rm r3.raw
 vmback -q restore "${ids[2]}" r3.raw
 [ "$(sha256sum < r3.raw | cut -d' ' -f1)" = "$(cat sha.3)" ]
 expect_fail "no restore point" vmback restore "${ids[0]}" gone.raw
+# a rewrite with the same bytes: two chunks read, none new, same disk
+vmback disk read d.vmdk | tail -c +$(( (9 << 20) + 1 )) | head -c $((512 << 10)) > same
+vmback disk write d.vmdk --offset $((9 << 20)) < same
+vmback -q backup d.vmdk
+vmback --json list | python3 -c '
+import json,sys; d=json.load(sys.stdin)["points"][-1]["disks"][0]
+assert d["chunks-read"]==2 and d["chunks-new"]==0 and d["bytes-stored"]==0, d'
+vmback -q restore latest r5.raw
+[ "$(sha256sum < r5.raw | cut -d' ' -f1)" = "$(cat sha.4)" ]
