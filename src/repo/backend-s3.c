@@ -4,7 +4,7 @@
  * A repository URL s3://BUCKET/PREFIX maps key "a/b" to the object
  * "PREFIX/a/b" of BUCKET.  Requests are signed by libcurl (SigV4,
  * CURLOPT_AWS_SIGV4) with our own x-amz-content-sha256 header (hex SHA-256
- * of the body, which S3 checks).  Listings are ListObjectsV2 pages parsed
+ * of the body, which S3 checks; "UNSIGNED-PAYLOAD" over https).  Listings are ListObjectsV2 pages parsed
  * with libxml2 (s3-util.c).
  *
  *   put         PUT; REPO_PUT_EXCL adds "If-None-Match: *" (412 = exists)
@@ -21,6 +21,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -563,8 +564,13 @@ static int
 request (struct s3_backend *s, const struct req *rq, struct resp *rs,
          const char *what, struct vb_error *err)
 {
+  /* The body's hash lets the server refuse a body damaged on the way; over
+   * https TLS already does (its AEAD records), so the body goes unsigned
+   * there, as the AWS SDKs send it, and neither side hashes it. */
   char sha[65];
-  if (rq->body_len)
+  if (rq->body_len && s->ep.https)
+    snprintf (sha, sizeof sha, "UNSIGNED-PAYLOAD");
+  else if (rq->body_len)
     sha256_hex (rq->body, rq->body_len, sha);
   else
     snprintf (sha, sizeof sha, "%s", EMPTY_SHA256);
@@ -592,10 +598,15 @@ request (struct s3_backend *s, const struct req *rq, struct resp *rs,
     bool again = cc == CURLE_OK ? status_retryable (rs)
                                 : curl_retryable (cc);
     if (!again || attempt >= MAX_ATTEMPTS || atomic_load (&s->aborting)) {
+      char hint[PATH_MAX + 128] = "";
+      if (cc == CURLE_PEER_FAILED_VERIFICATION)
+        snprintf (hint, sizeof hint, " (checked against %s%s%s; --s3-ca FILE or "
+                  "$AWS_CA_BUNDLE names the CA to trust)", s->ca_file ? "'" : "",
+                  s->ca_file ? s->ca_file : "the system's CAs", s->ca_file ? "'" : "");
       if (cc != CURLE_OK)
-        rc = vb_err (err, curl_errno (cc), "cannot %s: %s%s", what,
+        rc = vb_err (err, curl_errno (cc), "cannot %s: %s%s%s", what,
                      cerr[0] ? cerr : curl_easy_strerror (cc),
-                     attempt > 1 ? " (after retries)" : "");
+                     attempt > 1 ? " (after retries)" : "", hint);
       break;
     }
     uint32_t rnd = 0;

@@ -12,6 +12,9 @@
 #  - injected 503 SlowDown answers and timeouts are retried; endless ones,
 #    an unreachable endpoint and a prefix that is no repository give one
 #    clear line and write nothing;
+#  - https: radosgw's certificate checked against the CA given with
+#    --s3-ca or AWS_CA_BUNDLE (bodies go unsigned, TLS guards them); without
+#    it one line about the certificate, and nothing written;
 #  - radosgw killed mid-backup: a clear error, no partial point; after a
 #    restart the next backup succeeds and verify passes.
 # Skipped (exit 77) when Ceph is not installed or we are not root.
@@ -260,6 +263,20 @@ if [ -z "${VMBACK_TEST_QUICK:-}" ]; then
   expect_fail "SlowDown|503" env VMBACK_FAIL_AT='s3-503:1+' "$VMBACK" repo info --repo "$TW"
   expect_fail "timed out.*after retries" env VMBACK_FAIL_AT='s3-timeout:1+' "$VMBACK" repo info --repo "$TW"
 fi
+
+# ---- https (the fixture's radosgw also listens with TLS, its certificate
+# made for 127.0.0.1 by a CA of this run)
+HS="--s3-endpoint $FIXTURE_HTTPS_URL --s3-ca $FIXTURE_CA"
+poke_pattern tls.raw 0 $((3 << 20)) $((SEED + 40))
+vmback $HS -q repo init --chunk-size 256K "s3://$B/tls"
+vmback $HS -q backup --repo "s3://$B/tls" tls.raw
+vmback $HS -q restore --repo "s3://$B/tls" latest rtls.raw
+cmp rtls.raw tls.raw
+AWS_CA_BUNDLE=$FIXTURE_CA vmback --s3-endpoint "$FIXTURE_HTTPS_URL" -q verify --repo "s3://$B/tls"
+n_tls=$(s3keys tls/ | wc -l)
+expect_fail "certificate.*--s3-ca FILE or .AWS_CA_BUNDLE" vmback --s3-endpoint "$FIXTURE_HTTPS_URL" backup --repo "s3://$B/tls" tls.raw
+expect_fail "certificate" vmback --s3-endpoint "$FIXTURE_HTTPS_URL" repo init "s3://$B/tls2"
+[ "$(s3keys tls/ | wc -l)" -eq "$n_tls" ] && [ -z "$(s3keys tls2/)" ]
 
 # ---- bad input: an unreachable endpoint; a prefix that holds objects but
 # no repository; nothing is written by either

@@ -10,7 +10,9 @@
 #                                               until it answers
 #
 # DIR/env holds shell assignments (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID,
-# AWS_SECRET_ACCESS_KEY, AWS_REGION, CEPH_CONF): `. DIR/env`.  start
+# AWS_SECRET_ACCESS_KEY, AWS_REGION, CEPH_CONF): `. DIR/env`.  radosgw
+# also answers https on PORT+1 with a certificate for 127.0.0.1 signed by
+# a CA made for the run (FIXTURE_HTTPS_URL, FIXTURE_CA in DIR/env).  start
 # prints nothing else on success; on failure it prints one line naming
 # the step and the log to read, stops what it started and exits 1 (exit 77
 # when Ceph is not installed or we are not root, so tests can skip).
@@ -20,6 +22,7 @@ set -euo pipefail
 cmd=${1:-}
 DIR=${2:-}
 PORT=${3:-${CEPH_FIXTURE_PORT:-7480}}
+TLS_PORT=$((PORT + 1))
 if [ -z "$cmd" ] || [ -z "$DIR" ]; then
   echo "usage: $0 start|stop|rgw-kill|rgw-start DIR [PORT]" >&2
   exit 2
@@ -102,19 +105,21 @@ if [ "$cmd" = rgw-start ]; then
 fi
 [ "$cmd" = start ] || { echo "usage: $0 start|stop|rgw-kill|rgw-start DIR [PORT]" >&2; exit 2; }
 
-for c in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin curl; do
+for c in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin curl openssl; do
   command -v "$c" >/dev/null 2>&1 || { echo "ceph-fixture: $c is not installed (scripts/install-deps)" >&2; exit 77; }
 done
 [ "$(id -u)" = 0 ] || { echo "ceph-fixture: needs root" >&2; exit 77; }
-if (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
-  echo "ceph-fixture: port $PORT on 127.0.0.1 is in use" >&2
-  exit 1
-fi
+for p in $PORT $TLS_PORT; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    echo "ceph-fixture: port $p on 127.0.0.1 is in use" >&2
+    exit 1
+  fi
+done
 
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
-rm -rf "${DIR:?}"/{mon,osd,rgw,run,crash,log,keyring,monmap,ceph.conf,env,pids}
-mkdir -p "$DIR"/{mon/ceph-a,osd/ceph-0,rgw/ceph-rgw.gw,run,crash,log,keyring}
+rm -rf "${DIR:?}"/{mon,osd,rgw,run,crash,log,keyring,monmap,ceph.conf,env,pids,tls}
+mkdir -p "$DIR"/{mon/ceph-a,osd/ceph-0,rgw/ceph-rgw.gw,run,crash,log,keyring,tls}
 FSID=$(cat /proc/sys/kernel/random/uuid)
 OSD_UUID=$(cat /proc/sys/kernel/random/uuid)
 CONF=$DIR/ceph.conf
@@ -179,8 +184,19 @@ keyring = $DIR/keyring/client.admin.keyring
 [client.rgw.gw]
 keyring = $DIR/keyring/client.rgw.gw.keyring
 rgw data = $DIR/rgw/\$cluster-\$id
-rgw frontends = beast endpoint=127.0.0.1:$PORT tcp_nodelay=1
+rgw frontends = beast endpoint=127.0.0.1:$PORT ssl_endpoint=127.0.0.1:$TLS_PORT ssl_certificate=$DIR/tls/rgw.pem ssl_private_key=$DIR/tls/rgw.key tcp_nodelay=1
 EOF
+
+# TLS: a CA for this run and radosgw's certificate for 127.0.0.1 (an IP
+# subjectAltName: what curl checks for an IP endpoint)
+T=$DIR/tls
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=vmback test CA" \
+  -keyout "$T/ca.key" -out "$T/ca.pem" > "$DIR/log/tls.out" 2>&1 || die "openssl (CA) failed"
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" -keyout "$T/rgw.key" \
+  -out "$T/rgw.csr" >> "$DIR/log/tls.out" 2>&1 || die "openssl (request) failed"
+printf 'subjectAltName=IP:127.0.0.1\n' > "$T/ext"
+openssl x509 -req -in "$T/rgw.csr" -CA "$T/ca.pem" -CAkey "$T/ca.key" -CAcreateserial \
+  -days 2 -extfile "$T/ext" -out "$T/rgw.pem" >> "$DIR/log/tls.out" 2>&1 || die "openssl (sign) failed"
 
 # keys: all made before the mon's mkfs and imported into its keyring
 K=$DIR/keyring
@@ -229,6 +245,8 @@ wait_for 30 signed_ls || die "signed ListBuckets did not succeed"
 umask 077
 cat > "$DIR/env" <<EOF
 export AWS_ENDPOINT_URL=http://127.0.0.1:$PORT
+export FIXTURE_HTTPS_URL=https://127.0.0.1:$TLS_PORT
+export FIXTURE_CA=$DIR/tls/ca.pem
 export AWS_ACCESS_KEY_ID=$AK
 export AWS_SECRET_ACCESS_KEY=$SK
 export AWS_REGION=us-east-1
