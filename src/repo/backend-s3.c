@@ -4,8 +4,8 @@
  * A repository URL s3://BUCKET/PREFIX maps key "a/b" to the object
  * "PREFIX/a/b" of BUCKET.  Requests are signed by libcurl (SigV4,
  * CURLOPT_AWS_SIGV4) with our own x-amz-content-sha256 header (hex SHA-256
- * of the body, which S3 checks; "UNSIGNED-PAYLOAD" over https).  Listings are ListObjectsV2 pages parsed
- * with libxml2 (s3-util.c).
+ * of the body, which S3 checks; "UNSIGNED-PAYLOAD" over https).  Listings
+ * are ListObjectsV2 pages parsed with libxml2 (s3-util.c).
  *
  *   put         PUT; REPO_PUT_EXCL adds "If-None-Match: *" (412 = exists)
  *   put DEFER   queued for a few uploader threads (bounded memory);
