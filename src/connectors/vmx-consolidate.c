@@ -156,6 +156,11 @@ graph_build (struct graph *g, const struct vmx_vm *vm, struct vb_error *err)
 {
   char what[300];
   int r = 0;
+  /* a model that failed to load names no disk: every delta file would
+   * look like a stray (those of a live snapshot too) */
+  if (vm->cfg == NULL)
+    return vb_err (err, EIO, "the configuration of '%s' is not loaded (an earlier "
+                   "read failed): not judging its delta files", vm->vmx_path);
   for (size_t i = 0; i < vm->n_disks && r == 0; i++) {
     snprintf (what, sizeof what, "disk %s", vm->disks[i].device);
     r = graph_add_chain (g, vm, vm->disks[i].file_name, what, err);
@@ -720,7 +725,11 @@ vmx_vm_consolidate (struct vmx_vm *vm, vmx_progress_fn progress, void *opaque,
                     size_t *merged, size_t *removed, struct vb_error *err)
 {
   size_t m = 0, rm = 0;
-  int r = vmx_vm_recover (vm, err);
+  /* the files are the truth: what is a stray is judged from them as they
+   * are now, never from a model an earlier failure left behind */
+  int r = vmx_vm_reload (vm, err);
+  if (r == 0)
+    r = vmx_vm_recover (vm, err);
   while (r == 0 && (r = consolidate_step (vm, progress, opaque, &m, &rm, err)) == 1)
     r = 0;
   if (merged)

@@ -8,7 +8,12 @@
 #    consolidation whose read of the layer to merge fails keeps the layer
 #    (it was once taken for merged and removed); a merge into an ESXi
 #    (COWD) delta whose grain writes fail leaves the delta openable (its
-#    header once claimed space past the end of the file);
+#    header once claimed space past the end of the file); a VM backup
+#    whose reads fail at each pass leaves every file the .vmx names in
+#    place (a failed re-read of the .vmx after the snapshot was taken once
+#    left an empty model, and the cleanup took the new snapshot's deltas
+#    for strays and removed them), and the next backup succeeds and leaves
+#    no snapshot;
 #  - the fault campaign tests/reliability/faults.sh --quick (30 faults:
 #    EIO, ENOSPC and SIGKILL in backups, restores, snapshot deletes,
 #    consolidations, prune and gc; no data lost, every error clean).
@@ -108,6 +113,28 @@ for k in $(seq "$n"); do
 done
 vmback -q restore v@latest --to rv
 [ "$(vsha rv/v.vmdk)" = "$(vsha "$(cur $V scsi0:0)")" ]
+
+# ---- a VM backup whose reads fail at each pass
+U=ds/u/u.vmx
+vmback -q vm create $U --disk 4M:vmfs --disk 2M --ctk
+vmback disk write ds/u/u.vmdk --offset 4096 < p
+vmback -q backup $U
+cp -a ds/u saved-u
+rm -f trace
+VMBACK_FAIL_TRACE=$T/trace vmback -q backup $U
+n=$(passes disk-read trace); [ "$n" -ge 100 ]
+for k in $(seq "$n"); do
+  rm -rf ds/u; cp -a saved-u ds/u
+  rc=0; VMBACK_FAIL_AT=disk-read:$k "$VMBACK" -q backup $U 2> err || rc=$?
+  [ $rc -lt 128 ]
+  [ $rc = 0 ] || grep -q "Input/output error" err
+  for d in scsi0:0 scsi0:1; do
+    [ -e "$(cur $U $d)" ] || { cat err; echo "backup, disk-read:$k: $(cur $U $d) is gone"; exit 1; }
+  done
+  vmback -q backup $U 2> err || { cat err; echo "backup after disk-read:$k failed"; exit 1; }
+  [ "$(vmback vm snapshot list $U)" = "no snapshots" ]
+done
+vmback -q verify
 
 # ---- consolidate after an interrupted delete; a read fails at each pass
 W=ds/w/w.vmx
