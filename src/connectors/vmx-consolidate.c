@@ -725,9 +725,9 @@ vmx_vm_consolidate (struct vmx_vm *vm, vmx_progress_fn progress, void *opaque,
                     size_t *merged, size_t *removed, struct vb_error *err)
 {
   size_t m = 0, rm = 0;
-  /* the files are the truth: what is a stray is judged from them as they
-   * are now, never from a model an earlier failure left behind */
-  int r = vmx_vm_reload (vm, err);
+  /* a model an earlier failed read left unloaded is loaded again first:
+   * strays are judged from the files as they are */
+  int r = vm->cfg ? 0 : vmx_vm_reload (vm, err);
   if (r == 0)
     r = vmx_vm_recover (vm, err);
   while (r == 0 && (r = consolidate_step (vm, progress, opaque, &m, &rm, err)) == 1)

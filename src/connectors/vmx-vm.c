@@ -66,27 +66,6 @@ vmx_vm_ref (const struct vmx_vm *vm, const char *path)
 
 /* --- open / close ------------------------------------------------------ */
 
-/* Load the .vmx, the .vmsd and the disk list into vm. */
-static int
-load_files (struct vmx_vm *vm, struct vb_error *err)
-{
-  int r = vmx_load (vm->vmx_path, &vm->cfg, err);
-  if (r < 0)
-    return r;
-  struct stat st;
-  if (stat (vm->vmsd_path, &st) == 0)
-    r = vmsd_load (vm->vmsd_path, &vm->sd, err);
-  else if (errno != ENOENT)
-    return vb_errno (err, errno, "cannot read '%s'", vm->vmsd_path);
-  else if ((r = vmsd_init (&vm->sd)) < 0)
-    return vb_errno (err, -r, "cannot read '%s'", vm->vmsd_path);
-  if (r < 0) {
-    vmsd_init (&vm->sd);      /* keep vm closable */
-    return r;
-  }
-  return vmx_disks (vm->cfg, &vm->disks, &vm->n_disks, err);
-}
-
 /* Drop the loaded files. */
 static void
 unload_files (struct vmx_vm *vm)
@@ -97,6 +76,30 @@ unload_files (struct vmx_vm *vm)
   vmsd_free (&vm->sd);
   vmx_free (vm->cfg);
   vm->cfg = NULL;
+}
+
+/* Load the .vmx, the .vmsd and the disk list into vm: all of them, or,
+ * on any failure, none (cfg NULL), so that no half-loaded model (a .vmx
+ * without its disks) is taken for the VM (graph_build refuses an
+ * unloaded one). */
+static int
+load_files (struct vmx_vm *vm, struct vb_error *err)
+{
+  int r = vmx_load (vm->vmx_path, &vm->cfg, err);
+  struct stat st;
+  if (r == 0) {
+    if (stat (vm->vmsd_path, &st) == 0)
+      r = vmsd_load (vm->vmsd_path, &vm->sd, err);
+    else if (errno != ENOENT)
+      r = vb_errno (err, errno, "cannot read '%s'", vm->vmsd_path);
+    else if ((r = vmsd_init (&vm->sd)) < 0)
+      r = vb_errno (err, -r, "cannot read '%s'", vm->vmsd_path);
+  }
+  if (r == 0)
+    r = vmx_disks (vm->cfg, &vm->disks, &vm->n_disks, err);
+  if (r < 0)
+    unload_files (vm);
+  return r;
 }
 
 /* Re-read the .vmx and .vmsd. */

@@ -110,10 +110,10 @@ int vmx_snapshot_delete_all (struct vmx_vm *vm, vmx_progress_fn progress,
 int vmx_snapshot_revert (struct vmx_vm *vm, uint32_t uid, struct vb_error *err);
 
 /* Finish interrupted work and merge or remove every layer no longer
- * needed, judged from the .vmx and .vmsd as they are on disk (re-read
- * first: a model left empty by a failed read would make every delta file
- * look unused).  *merged / *removed (may be NULL) count layers merged and
- * files removed. */
+ * needed, judged from the .vmx and .vmsd (re-read first when a failed
+ * read left the model unloaded: an empty model would make every delta
+ * file look unused).  *merged / *removed (may be NULL) count layers
+ * merged and files removed. */
 int vmx_vm_consolidate (struct vmx_vm *vm, vmx_progress_fn progress, void *opaque,
                         size_t *merged, size_t *removed, struct vb_error *err);
 
