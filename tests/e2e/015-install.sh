@@ -16,7 +16,7 @@ print(o["prefix"], o["bindir"], o["libdir"])')
 BIN=$D$prefix/$bindir/vmback
 LIB=$D$prefix/$libdir/vmback
 [ "$(ls "$(dirname "$BIN")")" = vmback ]           # nothing else in bindir
-[ -f "$LIB/vmback-s3.so" ] && [ -f "$LIB/vmback-nbd.so" ]
+[ -f "$LIB/vmback-s3.so" ]; [ -f "$LIB/vmback-nbd.so" ]
 unset VMBACK_MODULE_DIR VMBACK_NBDKIT_PLUGIN
 
 # the S3 module loads from there: an unreachable endpoint fails at the
@@ -31,7 +31,7 @@ mv "$T/vmback-s3.so" "$LIB/"
 
 # the nbd module and the transport's nbdkit plugin: a backup via nbd
 if [ -f "$VMBACK_BUILD/nbdkit-vmback-vdisk.so" ] && command -v nbdkit > /dev/null; then
-  [ -f "$LIB/nbdkit-vmback-vdisk.so" ] && [ -f "$LIB/nbdkit-vmback.so" ]
+  [ -f "$LIB/nbdkit-vmback-vdisk.so" ]; [ -f "$LIB/nbdkit-vmback.so" ]
   "$BIN" -q vm create "$T/vm/v.vmx" --disk 4M:vmfs
   mkpattern p 300000 15
   "$BIN" disk write "$T/vm/v.vmdk" --offset 8192 < p

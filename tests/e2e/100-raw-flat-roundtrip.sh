@@ -35,4 +35,4 @@ expect_fail "file exists" vmback disk create --type vmfs --size 1M k.vmdk
 [ "$(cat k-flat.vmdk)" = keep ]
 echo keep > c-ctk.vmdk
 expect_fail "file exists" vmback disk create --type monolithicFlat --size 1M --ctk c.vmdk
-[ "$(cat c-ctk.vmdk)" = keep ] && [ ! -e c.vmdk ] && [ ! -e c-flat.vmdk ]
+[ "$(cat c-ctk.vmdk)" = keep ]; [ ! -e c.vmdk ]; [ ! -e c-flat.vmdk ]

@@ -122,7 +122,7 @@ expect_fail "does not end in .vmx" vmback vm create other/o.txt
 # an existing extent name is refused and left alone (not removed)
 mkdir ext; echo keep > ext/x_1-flat.vmdk
 expect_fail "x_1-flat.vmdk': file exists" vmback vm create ext/x.vmx --disk 1M --disk 1M:vmfs
-[ "$(ls ext)" = x_1-flat.vmdk ] && [ "$(cat ext/x_1-flat.vmdk)" = keep ]
+[ "$(ls ext)" = x_1-flat.vmdk ]; [ "$(cat ext/x_1-flat.vmdk)" = keep ]
 # a failure after some files were made removes them all, directories too
 # (a 20 TiB flat extent is too large for ext4; other file systems may
 # accept it, then there is nothing to check)

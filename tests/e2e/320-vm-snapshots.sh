@@ -56,7 +56,7 @@ c1=$(vmback cbt changeid ds/a/a-000001.vmdk)
 # delete merges the child into the base: the changeIds stay valid there
 vmback vm snapshot delete $V first
 grep -qx 'scsi0:0.fileName = "a.vmdk"' $V
-[ ! -e ds/a/a-000001.vmdk ] && [ ! -e ds/a/a-000001-delta.vmdk ] && [ ! -e ds/a/a-Snapshot1.vmsn ]
+[ ! -e ds/a/a-000001.vmdk ]; [ ! -e ds/a/a-000001-delta.vmdk ]; [ ! -e ds/a/a-Snapshot1.vmsn ]
 [ "$(vmback cbt changeid ds/a/a.vmdk)" = "$c1" ]
 vmback cbt query ds/a/a.vmdk --since "$c0" | grep -qx "1048576 65536"
 # revert starts a new tracking epoch: no earlier changeId is accepted

@@ -25,7 +25,7 @@ import json,sys; [print(p["id"]) for p in json.load(sys.stdin)["points"]]')
 [ ${#P[@]} -eq 2 ]
 P1=${P[0]} P2=${P[1]}
 ix1=repo/snapshots/$P1/disk0.index ix2=repo/snapshots/$P2/disk0.index
-[ -f "$ix1" ] && [ -f "$ix2" ]
+[ -f "$ix1" ]; [ -f "$ix2" ]
 
 # chunk ids of an index (docs/FORMAT-index-manifest.md), zero chunks left out
 ids () {
@@ -41,7 +41,7 @@ ids "$ix1" | sort -u > ids1
 ids "$ix2" | sort -u > ids2
 ONLY=$(comm -13 ids1 ids2)          # used by point 2 only
 SHARED=$(comm -12 ids1 ids2 | head -1)
-[ "$(echo "$ONLY" | wc -l)" -eq 1 ] && [ ${#ONLY} -eq 64 ] && [ ${#SHARED} -eq 64 ]
+[ "$(echo "$ONLY" | wc -l)" -eq 1 ]; [ ${#ONLY} -eq 64 ]; [ ${#SHARED} -eq 64 ]
 chunk () { echo "r/chunks/${1:0:2}/$1"; }
 [ -f "repo/chunks/${ONLY:0:2}/$ONLY" ]
 vmback -q verify --repo repo
@@ -102,7 +102,7 @@ fresh; flip "$(chunk "$ONLY")"
 verify_blames "$ONLY" "$P2"
 vmback -q verify --repo r "$P1"
 rc=0; vmback -q verify --repo r "$P2" 2> v.err || rc=$?
-[ $rc -eq 1 ] && grep -qF "$ONLY" v.err
+[ $rc -eq 1 ]; grep -qF "$ONLY" v.err
 restore_fails "chunk $ONLY.*(damaged|mismatch)" "$P2"
 restore_ok "$P1" "$sha1"
 

@@ -53,7 +53,7 @@ v1=0 v2=0
 for f in plain/chunks/*/*; do
   case $(version "$f") in 1) v1=$((v1 + 1)) ;; 2) v2=$((v2 + 1)) ;; *) false ;; esac
 done
-[ $v1 -eq 3 ] && [ $v2 -eq 1 ]
+[ $v1 -eq 3 ]; [ $v2 -eq 1 ]
 vmback verify --repo plain | grep -q "verified 2 points"
 vmback -q restore --repo plain latest q.raw
 [ "$(shaof q.raw)" = "$(shaof n/disk.raw)" ]

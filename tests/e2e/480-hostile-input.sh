@@ -147,7 +147,7 @@ hostile "exists" vmback restore --repo repo "$P" planted.vmdk --type monolithicF
 [ "$(cat victim2)" = victim2 ]
 [ ! -e planted.vmdk ]
 hostile "No such file or directory|cannot" vmback restore --repo repo "$P" missing/../m.raw
-[ ! -e m.raw ] && [ ! -e missing ]
+[ ! -e m.raw ]; [ ! -e missing ]
 mkdir sub
 vmback -q restore --repo repo "$P" sub/../dotdot.raw
 cmp dotdot.raw d.raw

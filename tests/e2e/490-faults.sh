@@ -179,7 +179,7 @@ for k in $(seq "$n"); do
   rm -rf ds/x; cp -a saved-x ds/x
   rc=0; VMBACK_FAIL_AT=disk-write:$k "$VMBACK" -q vm snapshot delete $X s2 2> err || rc=$?
   cat err
-  [ $rc = 1 ] && grep -q "Input/output error" err
+  [ $rc = 1 ]; grep -q "Input/output error" err
   [ "$(vsha "$(cur $X scsi0:0)")" = "$want" ] || { echo "delete, disk-write:$k: data lost"; exit 1; }
   if vmback vm snapshot list $X | grep -q '"s2"'; then
     vmback -q vm snapshot delete $X s2

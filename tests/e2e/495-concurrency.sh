@@ -98,7 +98,7 @@ for i in $(seq "$ROUNDS"); do
   run_bg bb -q backup $B
   wait_rc ba; wait_rc bb
   record $A; record $B
-  [ "$(vmback vm snapshot list $A)" = "no snapshots" ] && [ "$(vmback vm snapshot list $B)" = "no snapshots" ]
+  [ "$(vmback vm snapshot list $A)" = "no snapshots" ]; [ "$(vmback vm snapshot list $B)" = "no snapshots" ]
 done
 [ -z "$(ls -A repo/locks)" ]
 check_points

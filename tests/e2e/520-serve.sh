@@ -75,7 +75,7 @@ expect_fail "locked by pid [0-9]+ on .*\(serve\)" vmback gc      # gc waits for 
 nbdcopy "$URI_a" p1.raw & cp1=$!
 nbdcopy "$URI_b" p2.raw & cp2=$!
 wait $cp1 && wait $cp2
-[ "$(shaof p1.raw)" = "$SHA" ] && [ "$(shaof p2.raw)" = "$SHA" ]
+[ "$(shaof p1.raw)" = "$SHA" ]; [ "$(shaof p2.raw)" = "$SHA" ]
 # read-only: writes are refused
 qemu-io -f raw -c 'write -P 0x11 0 4k' "$URI_a" 2>&1 | tee ro.txt
 grep -Eq "read-only|Read-only|denied|not permitted" ro.txt
@@ -104,7 +104,7 @@ nbdinfo --map "$URI_w" | tee wmap.txt
 grep -Eq "^ *$((1 << 20)) +$((1441792 - (1 << 20))) +3 +hole,zero" wmap.txt
 grep -Eq "^ *1441792 +65536 +0 +data" wmap.txt
 stop w
-[ -f ov.raw.bitmap ] && [ "$(stat -c %s ov.raw)" -eq $((6 << 20)) ]
+[ -f ov.raw.bitmap ]; [ "$(stat -c %s ov.raw)" -eq $((6 << 20)) ]
 # the repository is unchanged
 vmback verify
 vmback -q restore latest r.raw

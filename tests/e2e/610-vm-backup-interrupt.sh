@@ -91,10 +91,10 @@ P=$(vmback --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)
 # gc removes what the killed run stored (its configuration), nothing else
 unfinished () { for d in "$VMBACK_REPO"/snapshots/*/*/; do [ -f "$d/manifest" ] || echo "$d"; done; }
 U=$(unfinished)
-[ -n "$U" ] && [ -n "$(find $U -type f)" ]
+[ -n "$U" ]; [ -n "$(find $U -type f)" ]
 vmback --json gc > gc.json
 python3 -c 'import json; j=json.load(open("gc.json")); assert j["orphans"] >= 1 and j["deleted"] == 0, j'
-[ -z "$(unfinished)" ] && [ -z "$(find $U -type f 2>/dev/null)" ]
+[ -z "$(unfinished)" ]; [ -z "$(find $U -type f 2>/dev/null)" ]
 vmback -q verify
 
 # ---- a signal while the freeze hook runs: no snapshot, no new point
@@ -113,7 +113,7 @@ for sig in INT TERM; do
   kill -$sig $pid
   rc=0; wait $pid || rc=$?
   cat e4
-  [ $rc -ne 0 ] && [ $rc -lt 200 ]
+  [ $rc -ne 0 ]; [ $rc -lt 200 ]
   clean_vm
   [ "$(vmback --json list | python3 -c 'import json,sys; print(json.load(sys.stdin)["points"][-1]["id"])')" = "$P" ]
 done

@@ -86,7 +86,7 @@ else
 fi
 grep -q "disk scsi0:1: transport nbd" b-auto2.err
 P=$(jget b-auto2.json 'j["id"]')
-[ "$(psha "$P" scsi0:0 a)" = "$S0" ] && [ "$(psha "$P" scsi0:1 a)" = "$S1" ]
+[ "$(psha "$P" scsi0:0 a)" = "$S0" ]; [ "$(psha "$P" scsi0:1 a)" = "$S1" ]
 # without the nbd module next to the binary: nbd is unavailable, auto
 # still works through san
 N=$(npoints)
