@@ -23,6 +23,9 @@ cmd=${1:-}
 DIR=${2:-}
 PORT=${3:-${CEPH_FIXTURE_PORT:-7480}}
 TLS_PORT=$((PORT + 1))
+# the monitor's port moves with PORT, so fixtures on other ports can run
+# side by side (7480 -> 3300, 7490 -> 3310, ...)
+MON_PORT=$((3300 + PORT - 7480))
 if [ -z "$cmd" ] || [ -z "$DIR" ]; then
   echo "usage: $0 start|stop|rgw-kill|rgw-start DIR [PORT]" >&2
   exit 2
@@ -109,7 +112,7 @@ for c in ceph-mon ceph-osd radosgw ceph-authtool monmaptool ceph radosgw-admin c
   command -v "$c" >/dev/null 2>&1 || { echo "ceph-fixture: $c is not installed (scripts/install-deps)" >&2; exit 77; }
 done
 [ "$(id -u)" = 0 ] || { echo "ceph-fixture: needs root" >&2; exit 77; }
-for p in $PORT $TLS_PORT; do
+for p in $PORT $TLS_PORT $MON_PORT; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     echo "ceph-fixture: port $p on 127.0.0.1 is in use" >&2
     exit 1
@@ -139,7 +142,7 @@ esac
 cat > "$CONF" <<EOF
 [global]
 fsid = $FSID
-mon host = [v2:127.0.0.1:3300]
+mon host = [v2:127.0.0.1:$MON_PORT]
 mon initial members = a
 public addr = 127.0.0.1
 cluster addr = 127.0.0.1
@@ -212,7 +215,7 @@ for k in client.admin client.rgw.gw; do
 done
 ceph-authtool "$K/mon.keyring" --import-keyring "$DIR/osd/ceph-0/keyring" >/dev/null
 
-monmaptool --create --fsid "$FSID" --addv a '[v2:127.0.0.1:3300]' "$DIR/monmap" >/dev/null
+monmaptool --create --fsid "$FSID" --addv a "[v2:127.0.0.1:$MON_PORT]" "$DIR/monmap" >/dev/null
 ceph-mon -c "$CONF" --mkfs -i a --monmap "$DIR/monmap" --keyring "$K/mon.keyring" \
   > "$DIR/log/mon-mkfs.out" 2>&1 || die "ceph-mon --mkfs failed"
 : > "$DIR/pids"
