@@ -79,10 +79,9 @@ run () {
   fi
   if [ "$1" = "$V" ] && [ "$rss" -gt "$RSS_MAX" ]; then RSS_MAX=$rss; fi
 }
-# chunks_new: chunk objects a backup stored (its --json in out.log)
-chunks_new () {
-  python3 -c 'import json,sys; print(sum(d["chunks-new"] for d in json.load(open(sys.argv[1]))["disks"]))' out.log
-}
+# s3_objects URL: objects holding the chunks of a repository (chunk
+# objects, or packs)
+s3_objects () { "$V" --json repo info --repo "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chunk-objects"])'; }
 declare -A OBJ
 jget () { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' out.log "$1"; }
 
@@ -99,7 +98,8 @@ for i in $(seq "$RUNS"); do
   "$V" -q repo init "s3://bench$i/vmback"
   run local_full "$V" -q backup --repo r/local r/cur.vmdk
   run s3_full "$V" --json backup --repo "s3://bench$i/vmback" r/cur.vmdk
-  OBJ[s3_full]=$(chunks_new)
+  OBJ[s3_full]=$(s3_objects "s3://bench$i/vmback")
+  OBJ0=${OBJ[s3_full]}
   if command -v restic > /dev/null; then
     export RESTIC_CACHE_DIR=$W/r/restic-cache
     restic -q -r "s3:$AWS_ENDPOINT_URL/bench$i-restic" init --repository-version 2 > /dev/null
@@ -116,7 +116,7 @@ for i in $(seq "$RUNS"); do
   done < "$IN/changes.txt"
   sync
   run s3_incr "$V" --json backup --repo "s3://bench$i/vmback" r/cur.vmdk
-  OBJ[s3_incr]=$(chunks_new)
+  OBJ[s3_incr]=$(( $(s3_objects "s3://bench$i/vmback") - OBJ0 ))
   "$V" -q backup --repo r/local r/cur.vmdk
 
   mapfile -t P < <("$V" list --repo r/local --json |

@@ -1,7 +1,7 @@
 /* Seed writer for the repository fuzz targets: indexes, manifests, chunk
- * blobs (id || blob) and key files made by our own encoders with the fixed
- * fuzz keys (fuzz-repo.h), written into fuzz/corpus/TARGET/.  Built and
- * run by fuzz/mk-seeds.sh. */
+ * blobs (id || blob), key files, pack indexes and packs made by our own
+ * encoders with the fixed fuzz keys (fuzz-repo.h), written into
+ * fuzz/corpus/TARGET/.  Built and run by fuzz/mk-seeds.sh. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,6 +161,67 @@ keyfiles (void)
   }
 }
 
+/* Pack indexes (empty; 3 packs of 10 chunks) and packs (3 chunk blobs
+ * and their trailer; a trailer alone), for fuzz-packidx. */
+static void
+packs (const struct repo_keys *k)
+{
+  struct packidx px = { 0 };
+  struct vb_error e = { 0 };
+  uint8_t *out;
+  size_t len;
+  if (packidx_encode (k, &px, &out, &len, &e) < 0)
+    die (&e);
+  seed ("fuzz-packidx", "index-empty.pkix", out, len);
+  free (out);
+  static uint8_t ids[3][REPO_ID_LEN];
+  static struct packidx_entry v[10];
+  px.npacks = 3;
+  px.packs = ids;
+  px.n = 10;
+  px.v = v;
+  for (uint32_t p = 0; p < 3; p++)
+    crypto_chunk_id (k, &p, sizeof p, ids[p]);       /* any 32 bytes */
+  uint64_t off[3] = { 0, 0, 0 };
+  for (uint64_t i = 0; i < 10; i++) {
+    crypto_chunk_id (k, &i, sizeof i, v[i].id);
+    v[i].pack = (uint32_t) (i % 3);
+    v[i].len = (uint32_t) (300000 + i * 1000);
+    v[i].off = off[i % 3];
+    off[i % 3] += v[i].len;
+  }
+  if (packidx_encode (k, &px, &out, &len, &e) < 0)
+    die (&e);
+  seed ("fuzz-packidx", "index-3x10.pkix", out, len);
+  free (out);
+
+  /* a pack of three small chunk blobs, then its trailer */
+  static uint8_t pack[16384];
+  size_t plen = 0;
+  struct packidx_entry pe[3];
+  for (size_t i = 0; i < 3; i++) {
+    char text[600];
+    for (size_t j = 0; j < sizeof text; j++)
+      text[j] = "vmback pack "[(j + i) % 12];
+    uint8_t *blob;
+    size_t blen;
+    crypto_chunk_id (k, text, sizeof text - i, pe[i].id);
+    if (chunk_encode (k, pe[i].id, text, sizeof text - i, 3, &blob, &blen, &e) < 0)
+      die (&e);
+    memcpy (pack + plen, blob, blen);
+    pe[i].off = plen;
+    pe[i].len = (uint32_t) blen;
+    pe[i].pack = 0;
+    plen += blen;
+    free (blob);
+  }
+  pack_trailer_write (pe, 3, pack + plen);
+  plen += pack_trailer_size (3);
+  seed ("fuzz-packidx", "pack-3.pack", pack, plen);
+  pack_trailer_write (NULL, 0, pack);
+  seed ("fuzz-packidx", "pack-empty.pack", pack, pack_trailer_size (0));
+}
+
 /* Write every seed into the corpus directory given as the argument. */
 int
 main (int argc, char **argv)
@@ -176,5 +237,6 @@ main (int argc, char **argv)
   manifests (&k);
   chunks ();
   keyfiles ();
+  packs (&k);
   return 0;
 }

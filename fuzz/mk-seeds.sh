@@ -2,8 +2,9 @@
 # Rebuild the seed corpora of the disk and repository fuzz targets from
 # real files: qemu-img output, disks made by vmback, a compact seSparse
 # extent from tests/data-gen/mk-sesparse.py, repository configs from
-# `vmback repo init`, and indexes, manifests, chunk blobs and key files
-# from our own encoders (mk-seeds.c, with the fixed fuzz keys).
+# `vmback repo init`, and indexes, manifests, chunk blobs, key files, pack
+# indexes and packs from our own encoders (mk-seeds.c, with the fixed fuzz
+# keys).
 #   fuzz/mk-seeds.sh [BUILD]     (BUILD: a plain build dir, default build)
 # Seeds are kept small (tiny disks, < 64 KiB where the format allows).
 set -euo pipefail
@@ -14,7 +15,7 @@ V=$BUILD/vmback
 W=$(mktemp -d /tmp/vmback-mkseeds.XXXXXX)
 trap 'rm -rf "$W"' EXIT
 cd "$W"
-mkdir -p "$C"/{fuzz-vmdk-sparse,fuzz-vmdk-stream,fuzz-vmdk-cowd,fuzz-vmdk-sesparse,fuzz-keyfile,fuzz-repo-config,fuzz-index,fuzz-manifest,fuzz-chunk}
+mkdir -p "$C"/{fuzz-vmdk-sparse,fuzz-vmdk-stream,fuzz-vmdk-cowd,fuzz-vmdk-sesparse,fuzz-keyfile,fuzz-repo-config,fuzz-index,fuzz-packidx,fuzz-manifest,fuzz-chunk}
 
 # --- encoders ----------------------------------------------------------------
 cc -std=c11 -D_GNU_SOURCE -I"$ROOT/include" -I"$ROOT/src" -I"$BUILD" \
@@ -100,4 +101,4 @@ cp "$C/fuzz-vmdk-cowd/written-delta.vmdk" "$C/fuzz-vdisk-open/cowd-delta.vmdk"
 cp "$C/fuzz-vmdk-sesparse/compact.vmdk" "$C/fuzz-vdisk-open/sesparse-compact.vmdk"
 cp "$C/fuzz-vmdk-sparse/vmback-grain8.vmdk" "$C/fuzz-vdisk-open/sparse-grain8.vmdk"
 
-ls -l "$C"/fuzz-{vmdk-sparse,vmdk-stream,vmdk-cowd,vmdk-sesparse,keyfile,repo-config,index,manifest,chunk}
+ls -l "$C"/fuzz-{vmdk-sparse,vmdk-stream,vmdk-cowd,vmdk-sesparse,keyfile,repo-config,index,packidx,manifest,chunk}

@@ -128,6 +128,8 @@ int engine_prune (struct repo *r, const struct engine_prune_opts *o,
 
 struct engine_gc_result {
   uint64_t chunks_total, chunks_deleted, bytes_deleted;
+  uint64_t packs_deleted, packs_repacked;  /* packed repositories */
+  uint64_t bytes_repacked;   /* live chunk bytes rewritten into new packs */
   uint64_t orphans_deleted;  /* objects of points that have no manifest */
   uint64_t tmp_deleted, tmp_bytes;  /* temporary files of killed writes */
 };

@@ -25,7 +25,14 @@ struct repo_init_opts {
   bool encrypt;
   const char *passphrase;  /* when encrypt: passphrase (from env or prompt) ... */
   const char *key_file;    /* ... or the path of a key file holding a secret */
+  bool pack_size_set;      /* else: packs of REPO_PACK_DEFAULT on S3, loose
+                              chunks in a local directory */
+  uint32_t pack_size;      /* 0 = one object per chunk, else packs of about
+                              this many bytes, REPO_PACK_MIN..REPO_PACK_MAX */
 };
+#define REPO_PACK_DEFAULT (16u << 20)
+#define REPO_PACK_MIN (64u << 10)
+#define REPO_PACK_MAX (128u << 20)
 
 /* A repository is a local directory, or an S3 bucket (and key prefix)
  * named by a URL "s3://BUCKET/PREFIX" (docs/S3.md). */
@@ -64,12 +71,14 @@ struct repo_info {
   char id[64];
   int format;
   uint32_t chunk_size;
+  uint32_t pack_size;      /* 0 = loose chunks */
   int compress_level;
   bool encrypted;
   char kdf[64];            /* "scrypt N=... r=... p=..." or "none" */
   uint64_t n_points;
   uint64_t n_chunks;
-  uint64_t chunk_bytes;    /* stored bytes of all chunk blobs */
+  uint64_t n_objects;      /* objects holding them: chunks, or packs */
+  uint64_t chunk_bytes;    /* stored bytes of all chunk (or pack) objects */
 };
 int repo_get_info (struct repo *r, struct repo_info *info, struct vb_error *err);
 

@@ -195,6 +195,9 @@ cmd_gc (struct cli *c, int argc, char **argv)
     json_object_object_add (j, "chunks", json_object_new_uint64 (res.chunks_total));
     json_object_object_add (j, "deleted", json_object_new_uint64 (res.chunks_deleted));
     json_object_object_add (j, "bytes-freed", json_object_new_uint64 (res.bytes_deleted));
+    json_object_object_add (j, "packs-deleted", json_object_new_uint64 (res.packs_deleted));
+    json_object_object_add (j, "packs-repacked", json_object_new_uint64 (res.packs_repacked));
+    json_object_object_add (j, "bytes-repacked", json_object_new_uint64 (res.bytes_repacked));
     json_object_object_add (j, "orphans", json_object_new_uint64 (res.orphans_deleted));
     json_object_object_add (j, "temporary-files", json_object_new_uint64 (res.tmp_deleted));
     json_object_object_add (j, "temporary-bytes", json_object_new_uint64 (res.tmp_bytes));
@@ -203,6 +206,11 @@ cmd_gc (struct cli *c, int argc, char **argv)
   } else if (!c->quiet) {
     printf ("%" PRIu64 " chunks, %" PRIu64 " %s (%" PRIu64 " bytes)\n", res.chunks_total,
             res.chunks_deleted, dry ? "unused" : "deleted", res.bytes_deleted);
+    if (res.packs_deleted || res.packs_repacked)
+      printf ("%" PRIu64 " pack%s %s, %" PRIu64 " %s (%" PRIu64 " bytes of live chunks "
+              "%s)\n", res.packs_deleted, res.packs_deleted == 1 ? "" : "s",
+              dry ? "unused" : "deleted", res.packs_repacked,
+              dry ? "to rewrite" : "rewritten", res.bytes_repacked, dry ? "to copy" : "copied");
     if (res.orphans_deleted)
       printf ("%" PRIu64 " objects of unfinished points %s\n", res.orphans_deleted,
               dry ? "found" : "deleted");

@@ -102,14 +102,15 @@ cli_open_repo (const struct cli *c, const char *repo_opt, const char *key_file)
   return r;
 }
 
-/* vmback repo init PATH [--chunk-size S] [--compression N] [--encrypt [--key-file F]] */
+/* vmback repo init PATH [--chunk-size S] [--pack-size S] [--compression N]
+ *                  [--encrypt [--key-file F]] */
 static int
 repo_init_cmd (struct cli *c, int argc, char **argv)
 {
   static const struct option lo[] = {
     { "chunk-size", required_argument, 0, 'c' }, { "encrypt", no_argument, 0, 'e' },
     { "key-file", required_argument, 0, 'k' }, { "compression", required_argument, 0, 'z' },
-    { 0, 0, 0, 0 },
+    { "pack-size", required_argument, 0, 'p' }, { 0, 0, 0, 0 },
   };
   struct repo_init_opts o = { 0 };
   optind = 1;
@@ -123,6 +124,12 @@ repo_init_cmd (struct cli *c, int argc, char **argv)
         return cli_usage_error ("repo init: bad --chunk-size '%s'", optarg);
       o.chunk_size = (uint32_t) v;
       break;
+    case 'p':
+      if (cli_parse_size (optarg, &v) < 0 || v > UINT32_MAX)
+        return cli_usage_error ("repo init: bad --pack-size '%s'", optarg);
+      o.pack_size = (uint32_t) v;
+      o.pack_size_set = true;
+      break;
     case 'z':
       if (cli_parse_u64 (optarg, &v) < 0 || v < 1 || v > 19)
         return cli_usage_error ("repo init: --compression takes a zstd level 1..19");
@@ -135,8 +142,8 @@ repo_init_cmd (struct cli *c, int argc, char **argv)
     }
   }
   if (argc - optind != 1)
-    return cli_usage_error ("usage: vmback repo init PATH [--chunk-size S] [--compression N] "
-                            "[--encrypt [--key-file F]]");
+    return cli_usage_error ("usage: vmback repo init PATH [--chunk-size S] [--pack-size S] "
+                            "[--compression N] [--encrypt [--key-file F]]");
   char *pw = NULL;
   if (o.encrypt && !o.key_file) {
     pw = cli_passphrase ("new repository passphrase: ", true);
@@ -197,20 +204,26 @@ repo_info_cmd (struct cli *c, int argc, char **argv)
     json_object_object_add (j, "id", json_object_new_string (in.id));
     json_object_object_add (j, "format", json_object_new_int (in.format));
     json_object_object_add (j, "chunk-size", json_object_new_uint64 (in.chunk_size));
+    json_object_object_add (j, "pack-size", json_object_new_uint64 (in.pack_size));
     json_object_object_add (j, "compression-level", json_object_new_int (in.compress_level));
     json_object_object_add (j, "encrypted", json_object_new_boolean (in.encrypted));
     json_object_object_add (j, "kdf", json_object_new_string (in.kdf));
     json_object_object_add (j, "points", json_object_new_uint64 (in.n_points));
     json_object_object_add (j, "chunks", json_object_new_uint64 (in.n_chunks));
     json_object_object_add (j, "chunk-bytes", json_object_new_uint64 (in.chunk_bytes));
+    json_object_object_add (j, "chunk-objects", json_object_new_uint64 (in.n_objects));
     cli_json_print (j);
   } else {
-    printf ("repository id:  %s\nformat:         %d\nchunk size:     %u\n"
+    char packs[64] = "none (one object per chunk)";
+    if (in.pack_size)
+      snprintf (packs, sizeof packs, "%u", in.pack_size);
+    printf ("repository id:  %s\nformat:         %d\nchunk size:     %u\npack size:      %s\n"
             "compression:    zstd level %d\nencryption:     %s\nkdf:            %s\n"
-            "restore points: %" PRIu64 "\nchunks:         %" PRIu64 " (%" PRIu64 " bytes stored)\n",
-            in.id, in.format, in.chunk_size, in.compress_level,
+            "restore points: %" PRIu64 "\nchunks:         %" PRIu64 " (%" PRIu64 " bytes stored "
+            "in %" PRIu64 " %s)\n",
+            in.id, in.format, in.chunk_size, packs, in.compress_level,
             in.encrypted ? "aes-256-gcm" : "none", in.kdf, in.n_points, in.n_chunks,
-            in.chunk_bytes);
+            in.chunk_bytes, in.n_objects, in.pack_size ? "packs" : "objects");
   }
   return 0;
 }
@@ -387,7 +400,8 @@ cmd_repo (struct cli *c, int argc, char **argv)
     return repo_copy_cmd (c, argc - 1, argv + 1);
   FILE *f = argc >= 2 && (strcmp (argv[1], "-h") == 0 || strcmp (argv[1], "--help") == 0)
     ? stdout : stderr;
-  fprintf (f, "usage: vmback repo init PATH [--chunk-size S] [--compression N] [--encrypt [--key-file F]]\n"
+  fprintf (f, "usage: vmback repo init PATH [--chunk-size S] [--pack-size S] [--compression N]\n"
+              "                        [--encrypt [--key-file F]]\n"
               "       vmback repo info [--repo R]\n"
               "       vmback repo copy SRC DST [POINT...] [--key-file F] [--dst-key-file F]\n"
               "A repository is a directory or s3://BUCKET/PREFIX (docs/S3.md).\n"

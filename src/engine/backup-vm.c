@@ -439,8 +439,7 @@ run_backup (struct vmb *b, struct vb_error *err)
   /* every chunk of every disk durable before the manifest binds their
    * indexes: one sync for all disks, so writing back disk i's chunks
    * overlaps reading disk i+1 */
-  struct repo_backend *be = repo_backend (b->r);
-  if (be->ops->sync && (rc = be->ops->sync (be, err)) < 0)
+  if ((rc = chunkstore_flush (repo_chunks (b->r), err)) < 0)
     return rc;
   b->m->finished = time (NULL);
   b->put_tried = true;

@@ -26,7 +26,7 @@ enum { JOB_READ = 1, JOB_ZERO = 2 };
 /* Shared state of one disk's backup. */
 struct bctx {
   struct repo *r;
-  struct repo_backend *b;
+  struct chunkstore *cs;
   const struct repo_keys *k;
   int level;
   pthread_mutex_t mu;        /* guards seen and the counters below */
@@ -51,11 +51,12 @@ struct bctx {
 #define PROBE_STREAK 32
 #define PROBE_EVERY 16
 
-/* Ask the repository about this chunk?  (Always when asking is cheap.) */
+/* Ask the repository about this chunk?  (Always when asking is cheap:
+ * a local directory, or a packed store's table.) */
 static bool
 want_probe (struct bctx *c)
 {
-  if (!c->b->ops->costly_exists)
+  if (!chunkstore_has_costly (c->cs))
     return true;
   pthread_mutex_lock (&c->mu);
   bool ask = c->misses < PROBE_STREAK || ++c->unasked % PROBE_EVERY == 0;
@@ -63,11 +64,11 @@ want_probe (struct bctx *c)
   return ask;
 }
 
-/* exists() for a chunk key, keeping the streak of misses. */
+/* Does the store have chunk id?  Keeps the streak of misses. */
 static int
-probe (struct bctx *c, const char *key, struct vb_error *err)
+probe (struct bctx *c, const uint8_t id[REPO_ID_LEN], struct vb_error *err)
 {
-  int ex = c->b->ops->exists (c->b, key, err);
+  int ex = chunkstore_has (c->cs, id, err);
   if (ex < 0)
     return ex;
   pthread_mutex_lock (&c->mu);
@@ -98,11 +99,9 @@ store_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
   pthread_mutex_unlock (&c->mu);
   if (seen)
     return 0;
-  char key[128];
-  chunk_key (s->id, key, sizeof key);
   int ex = 0;
   if (want_probe (c))
-    ex = probe (c, key, err);
+    ex = probe (c, s->id, err);
   if (ex < 0)
     return ex;
   if (ex == 0) {
@@ -111,11 +110,11 @@ store_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
     int r = chunk_encode (c->k, s->id, s->buf, s->len, c->level, &blob, &blen, err);
     if (r < 0)
       return r;
-    r = c->b->ops->put (c->b, key, blob, blen, REPO_PUT_DEFER, err);
+    r = chunkstore_put (c->cs, s->id, blob, blen, err);
     free (blob);
     if (r < 0)
       return r;
-    s->stored = blen;
+    s->stored = r == 1 ? blen : 0;   /* 0: stored meanwhile by another worker */
   }
   pthread_mutex_lock (&c->mu);
   int a = idset_add (&c->seen, s->id);
@@ -421,7 +420,7 @@ engine_backup_read (struct repo *r, const struct engine_disk_src *src,
   make_plan (src, prev, pd, &pix, size, cs, o, &pl, md);
   if ((rc = index_alloc (ix, size, cs, err)) < 0)
     goto out;
-  c.b = repo_backend (r);
+  c.cs = repo_chunks (r);
   c.k = repo_keys (r);
   c.level = repo_compress_level (r);
   if (pl.incremental) {
@@ -526,8 +525,7 @@ engine_backup_disk (struct repo *r, const char *disk_path,
   snprintf (m->consistency, sizeof m->consistency, "crash");
   snprintf (m->tool_version, sizeof m->tool_version, "vmback %s", VMBACK_VERSION);
   /* every chunk durable before the index that references it */
-  struct repo_backend *b = repo_backend (r);
-  if (b->ops->sync && (rc = b->ops->sync (b, err)) < 0)
+  if ((rc = chunkstore_flush (repo_chunks (r), err)) < 0)
     goto out;
   if ((rc = repo_new_point_id (r, m->source_name, m->started, m->id, sizeof m->id, err)) < 0)
     goto out;

@@ -72,19 +72,7 @@ static int
 fetch_blob (struct repo *r, const uint8_t id[REPO_ID_LEN], uint8_t **blob, size_t *blen,
             struct vb_error *err)
 {
-  char key[128];
-  chunk_key (id, key, sizeof key);
-  struct repo_backend *b = repo_backend (r);
-  struct vb_error ge = { 0 };
-  int rc = b->ops->get (b, key, CHUNK_MAX_SIZE + 4096, blob, blen, &ge);
-  if (rc == -ENOENT) {
-    char hex[2 * REPO_ID_LEN + 1];
-    hex_encode (id, REPO_ID_LEN, hex);
-    return vb_err (err, ENOENT, "chunk %s is missing from the repository", hex);
-  }
-  if (rc < 0 && err && err->code == 0)
-    *err = ge;
-  return rc;
+  return chunkstore_get (repo_chunks (r), id, blob, blen, err);
 }
 
 /* Fetch and decode one chunk. */
@@ -159,7 +147,7 @@ engine_load_config (struct repo *r, const struct manifest *m, char **text, size_
   struct repo_backend *b = repo_backend (r);
   uint8_t *blob;
   size_t blen;
-  int rc = b->ops->get (b, m->config_key, CHUNK_MAX_SIZE + 4096, &blob, &blen, err);
+  int rc = b->ops->get (b, m->config_key, CHUNK_BLOB_MAX, &blob, &blen, err);
   if (rc < 0) {
     vb_err_prefix (err, "point %s", m->id);
     return rc;

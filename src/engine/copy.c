@@ -100,7 +100,8 @@ map_free (struct idmap *m)
 /* Shared state of one copy. */
 struct cctx {
   struct repo *src, *dst;
-  struct repo_backend *sb, *db;
+  struct repo_backend *db;
+  struct chunkstore *scs, *dcs;
   const struct repo_keys *sk, *dk;
   uint32_t chunk_size;
   int level;
@@ -111,14 +112,12 @@ struct cctx {
   struct engine_copy_result *res;
 };
 
-/* list callback: remember a destination chunk. */
+/* chunkstore_list callback: remember a destination chunk. */
 static int
-note_have (void *opaque, const char *key, uint64_t size)
+note_have (void *opaque, const uint8_t id[REPO_ID_LEN], uint64_t size)
 {
+  (void) size;
   struct cctx *c = opaque;
-  uint8_t id[REPO_ID_LEN];
-  if (chunk_key_parse (key, id) < 0)
-    return 0;
   return idset_add (&c->have, id) < 0 ? 1 : 0;
 }
 
@@ -143,12 +142,12 @@ send_chunk (struct cctx *c, const uint8_t dst_id[REPO_ID_LEN], const uint8_t *bl
       return rc;
     blob = nb;
   }
-  char key[128];
-  chunk_key (dst_id, key, sizeof key);
-  int rc = c->db->ops->put (c->db, key, blob, nbl, REPO_PUT_DEFER, err);
+  int rc = chunkstore_put (c->dcs, dst_id, blob, nbl, err);
   free (nb);
   if (rc < 0)
     return rc;
+  if (rc == 0)
+    nbl = 0;                       /* stored meanwhile (packed stores know) */
   pthread_mutex_lock (&c->mu);
   rc = idset_add (&c->have, dst_id) < 0 ? vb_errno (err, ENOMEM, "copy") : 0;
   pthread_mutex_unlock (&c->mu);
@@ -164,17 +163,13 @@ copy_chunk (void *opaque, struct pl_slot *s, struct vb_error *err)
   struct cctx *c = opaque;
   uint8_t src_id[REPO_ID_LEN], dst_id[REPO_ID_LEN];
   memcpy (src_id, s->id, REPO_ID_LEN);
-  char key[128], hex[2 * REPO_ID_LEN + 1];
-  chunk_key (src_id, key, sizeof key);
-  hex_encode (src_id, REPO_ID_LEN, hex);
   uint8_t *blob = NULL;
   size_t blen = 0;
-  struct vb_error ge = { 0 };
-  int rc = c->sb->ops->get (c->sb, key, CHUNK_MAX_SIZE + 4096, &blob, &blen, &ge);
-  if (rc == -ENOENT)
-    return vb_err (err, ENOENT, "chunk %s is missing from the source repository", hex);
-  if (rc < 0)
-    return vb_err (err, -rc, "%s", ge.msg);
+  int rc = chunkstore_get (c->scs, src_id, &blob, &blen, err);
+  if (rc < 0) {
+    vb_err_prefix (err, "source repository");
+    return rc;
+  }
   int n = chunk_decode (c->sk, src_id, blob, blen, s->buf, c->chunk_size, err);
   if (n < 0) {
     free (blob);
@@ -347,8 +342,8 @@ copy_point (struct cctx *c, const struct manifest *m, int threads,
       rc = send_index_chunks (c, &ix[d], threads, pg, err);
   }
   /* every chunk durable before the indexes, the indexes before the manifest */
-  if (rc == 0 && c->db->ops->sync)
-    rc = c->db->ops->sync (c->db, err);
+  if (rc == 0)
+    rc = chunkstore_flush (c->dcs, err);
   for (size_t d = 0; d < m->n_disks && rc == 0; d++) {
     struct repo_index dx = { 0 };
     if ((rc = map_index (c, &ix[d], &dx, err)) < 0)
@@ -366,9 +361,9 @@ out:
       index_free (&ix[d]);
   free (ix);
   free (m2);
-  if (rc < 0 && c->db->ops->sync) {
+  if (rc < 0) {
     struct vb_error e = { 0 };
-    c->db->ops->sync (c->db, &e);   /* let queued uploads settle */
+    chunkstore_flush (c->dcs, &e);  /* let queued uploads settle */
   }
   return rc;
 }
@@ -435,7 +430,8 @@ engine_copy (struct repo *src, struct repo *dst, const struct engine_copy_opts *
                    "(chunk size %u): chunk sizes must be equal", repo_path (src),
                    repo_chunk_size (src), repo_path (dst), repo_chunk_size (dst));
   struct cctx c = {
-    .src = src, .dst = dst, .sb = repo_backend (src), .db = repo_backend (dst),
+    .src = src, .dst = dst, .db = repo_backend (dst),
+    .scs = repo_chunks (src), .dcs = repo_chunks (dst),
     .sk = repo_keys (src), .dk = repo_keys (dst),
     .chunk_size = repo_chunk_size (src), .level = repo_compress_level (dst),
     .res = res,
@@ -470,7 +466,7 @@ engine_copy (struct repo *src, struct repo *dst, const struct engine_copy_opts *
         pg.total += pts[i].disks[d].size;
   }
   if (rc >= 0) {
-    rc = c.db->ops->list (c.db, "chunks/", note_have, &c, err);
+    rc = chunkstore_list (c.dcs, note_have, &c, err);
     if (rc > 0)
       rc = vb_errno (err, ENOMEM, "copy");
   }

@@ -3,7 +3,9 @@
  * Runs under the exclusive repository lock, so no backup is in progress:
  * every chunk a running backup writes is protected by that backup's shared
  * lock until its manifest is durable.  Mark: the ids of every index of
- * every point.  Sweep: delete chunk objects not marked, and the objects
+ * every point.  Sweep: drop the chunks not marked (chunkstore_gc: their
+ * objects, or in a packed repository their packs, rewriting packs that
+ * are mostly unused), and the objects
  * (configuration, indexes) of points that never got a manifest -- what a
  * killed backup leaves; with the lock held, no backup can still be
  * writing them. */
@@ -14,35 +16,11 @@
 
 #include "engine-int.h"
 
-struct sweep {
-  struct repo *r;
-  struct repo_backend *b;
-  const struct idset *live;
-  bool dry_run;
-  struct engine_gc_result *res;
-  struct vb_error *err;
-  int rc;
-};
-
-/* List callback: delete unmarked chunks. */
-static int
-sweep_one (void *opaque, const char *key, uint64_t size)
+/* chunkstore_gc callback: is a chunk marked? */
+static bool
+is_live (void *opaque, const uint8_t id[REPO_ID_LEN])
 {
-  struct sweep *s = opaque;
-  uint8_t id[REPO_ID_LEN];
-  if (chunk_key_parse (key, id) < 0)
-    return 0;                       /* not ours: leave it alone */
-  s->res->chunks_total++;
-  if (idset_has (s->live, id))
-    return 0;
-  /* our exclusive lock must still hold (it may expire: docs/S3.md) */
-  if (!s->dry_run && (s->rc = repo_lock_check (s->r, s->err)) < 0)
-    return 1;
-  s->res->chunks_deleted++;
-  s->res->bytes_deleted += size;
-  if (!s->dry_run && (s->rc = s->b->ops->del (s->b, key, s->err)) < 0)
-    return 1;
-  return 0;
+  return idset_has (opaque, id);
 }
 
 /* The point directory of a key "snapshots/<source>/<time>/<name>" into
@@ -157,10 +135,14 @@ engine_gc (struct repo *r, bool dry_run, struct engine_gc_result *res,
     }
   }
   if (rc == 0) {
-    struct sweep s = { .r = r, .b = b, .live = &live, .dry_run = dry_run, .res = res, .err = err };
-    rc = b->ops->list (b, "chunks/", sweep_one, &s, err);
-    if (rc > 0)
-      rc = s.rc;
+    struct chunkstore_gc_stats st;
+    rc = chunkstore_gc (repo_chunks (r), is_live, &live, dry_run, &st, err);
+    res->chunks_total = st.chunks_total;
+    res->chunks_deleted = st.chunks_deleted;
+    res->bytes_deleted = st.bytes_deleted;
+    res->packs_deleted = st.packs_deleted;
+    res->packs_repacked = st.packs_repacked;
+    res->bytes_repacked = st.bytes_repacked;
   }
   if (rc == 0)
     rc = sweep_orphans (r, dry_run, res, err);

@@ -188,6 +188,9 @@ engine_verify (struct repo *r, const char *point, int threads,
   }
   if ((rc = collect (r, pts, np, bad, &chunks, &nc, &cs, report, opaque, err)) < 0)
     goto out_bad;
+  /* a damaged pack index is one error, not one per chunk it names */
+  if (nc > 0 && (rc = chunkstore_load (repo_chunks (r), err)) < 0)
+    goto out_chunks;
   struct vctx c = { .r = r, .chunk_size = cs, .chunks = chunks };
   struct pipeline *p;
   int nt = threads > 0 ? threads : pl_default_threads ();

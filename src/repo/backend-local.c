@@ -288,9 +288,24 @@ local_close (struct repo_backend *b)
 }
 
 /* Store an object durably and atomically (see the file comment). */
+static int local_put_data (struct repo_backend *b, const char *key, const void *data,
+                           size_t len, unsigned flags, struct vb_error *err);
+
+/* Store an object; with REPO_PUT_TAKE, free data afterwards. */
 static int
 local_put (struct repo_backend *b, const char *key, const void *data,
            size_t len, unsigned flags, struct vb_error *err)
+{
+  int r = local_put_data (b, key, data, len, flags, err);
+  if (flags & REPO_PUT_TAKE)
+    free ((void *) data);
+  return r;
+}
+
+/* Store an object (see the file comment). */
+static int
+local_put_data (struct repo_backend *b, const char *key, const void *data,
+                size_t len, unsigned flags, struct vb_error *err)
 {
   struct local_backend *l = lb (b);
   int r = check_key (key, false, err);
@@ -490,6 +505,52 @@ out:
     close (fd);
   free (buf);
   free (path);
+  return r;
+}
+
+/* Read [off, off+len) of an object (see repo-int.h). */
+static int
+local_get_range (struct repo_backend *b, const char *key, uint64_t off, size_t len,
+                 uint8_t **data, struct vb_error *err)
+{
+  *data = NULL;
+  int r = check_key (key, false, err);
+  if (r < 0)
+    return r;
+  if (len > REPO_MAX_OBJECT || off > REPO_MAX_OBJECT)
+    return vb_err (err, EFBIG, "cannot read %zu bytes at %" PRIu64 " of '%s': "
+                   "past the largest object", len, off, key);
+  char *path = key_path (lb (b), key);
+  if (!path)
+    return vb_errno (err, ENOMEM, "cannot read '%s'", key);
+  uint8_t *buf = malloc (len ? len : 1);
+  int fd = buf ? open (path, O_RDONLY | O_CLOEXEC) : -1;
+  if (!buf)
+    r = vb_errno (err, ENOMEM, "cannot read '%s'", key);
+  else if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
+    r = vb_err (err, ENOENT, "object '%s' does not exist", key);
+  else if (fd < 0)
+    r = vb_errno (err, errno, "cannot open '%s'", path);
+  size_t got = 0;
+  while (r == 0 && got < len) {
+    ssize_t n = fail_now ("repo-read") ? -1
+      : pread (fd, buf + got, len - got, (off_t) (off + got));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0)
+      r = vb_errno (err, errno, "cannot read '%s'", path);
+    else if (n == 0)
+      r = vb_err (err, EIO, "object '%s' ends before byte %" PRIu64 " (truncated?)",
+                  key, off + len);
+    got += n > 0 ? (size_t) n : 0;
+  }
+  if (fd >= 0)
+    close (fd);
+  free (path);
+  if (r < 0)
+    free (buf);
+  else
+    *data = buf;
   return r;
 }
 
@@ -753,6 +814,7 @@ const struct repo_backend_ops repo_backend_local = {
   .close = local_close,
   .put = local_put,
   .get = local_get,
+  .get_range = local_get_range,
   .exists = local_exists,
   .list = local_list,
   .del = local_del,

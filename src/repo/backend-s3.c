@@ -47,7 +47,7 @@
 #define POOL_MAX 16               /* idle easy handles kept */
 #define UPLOADERS_DEFAULT 8       /* deferred puts in flight */
 #define UPLOADERS_MAX 64
-#define QUEUE_BYTES_MAX (64u << 20) /* deferred puts waiting, in bytes */
+#define QUEUE_BYTES_MAX (64u << 20) /* deferred puts queued or running, in bytes */
 #define CONNECT_TIMEOUT_S 10L
 #define STALL_TIMEOUT_S 60L       /* no byte moved for this long: timeout */
 #define CREDS_FILE_MAX (1u << 20)
@@ -79,7 +79,8 @@ struct s3_backend {
   /* deferred puts */
   pthread_cond_t cv;             /* queue changed / a job finished */
   struct job *head, *tail;
-  size_t nqueued, qbytes, nrunning;
+  size_t nqueued, nrunning;
+  size_t qbytes;                 /* of the jobs queued and running */
   pthread_t th[UPLOADERS_MAX];
   int nthreads, want_threads;
   bool stopping;
@@ -234,6 +235,7 @@ struct req {
   const void *body;
   size_t body_len;
   bool if_none_match;
+  const char *range;             /* "bytes=A-B" or NULL */
   size_t max;                    /* largest 2xx body accepted */
 };
 
@@ -425,6 +427,10 @@ perform (struct s3_backend *s, CURL *h, const struct req *rq, const char *url,
   bool ok = (t = curl_slist_append (hd, shah)) && (hd = t);
   if (ok && rq->if_none_match)
     ok = (t = curl_slist_append (hd, "If-None-Match: *")) && (hd = t);
+  char rangeh[96];
+  snprintf (rangeh, sizeof rangeh, "Range: %s", rq->range ? rq->range : "");
+  if (ok && rq->range)
+    ok = (t = curl_slist_append (hd, rangeh)) && (hd = t);
   if (ok && s->token_header)
     ok = (t = curl_slist_append (hd, s->token_header)) && (hd = t);
   if (!ok) {
@@ -777,7 +783,9 @@ stop_uploaders (struct s3_backend *s)
   s->stopping = true;
   struct job *j = s->head;
   s->head = s->tail = NULL;
-  s->nqueued = s->qbytes = 0;
+  s->nqueued = 0;
+  for (struct job *q = j; q; q = q->next)
+    s->qbytes -= q->len;
   pthread_cond_broadcast (&s->cv);
   int n = s->nthreads;
   pthread_mutex_unlock (&s->mu);
@@ -871,17 +879,18 @@ uploader (void *opaque)
     if (!s->head)
       s->tail = NULL;
     s->nqueued--;
-    s->qbytes -= j->len;
     s->nrunning++;
     pthread_cond_broadcast (&s->cv);       /* room in the queue */
     pthread_mutex_unlock (&s->mu);
     struct vb_error e = { 0 };
     int rc = put_now (s, j->key, j->data, j->len, 0, &e);
+    size_t done = j->len;
     free (j->key);
     free (j->data);
     free (j);
     pthread_mutex_lock (&s->mu);
     s->nrunning--;
+    s->qbytes -= done;
     if (rc < 0 && s->drc == 0) {
       s->drc = rc;
       s->derr = e;
@@ -896,12 +905,12 @@ uploader (void *opaque)
  * fails early with the first error of an earlier deferred put. */
 static int
 put_deferred (struct s3_backend *s, const char *key, const void *data, size_t len,
-              struct vb_error *err)
+              bool take, struct vb_error *err)
 {
   struct job *j = calloc (1, sizeof *j);
   if (j) {
     j->key = strdup (key);
-    j->data = malloc (len ? len : 1);
+    j->data = take ? (uint8_t *) data : malloc (len ? len : 1);
     j->len = len;
   }
   if (!j || !j->key || !j->data) {
@@ -910,13 +919,16 @@ put_deferred (struct s3_backend *s, const char *key, const void *data, size_t le
       free (j->data);
     }
     free (j);
+    if (take && !j)
+      free ((void *) data);
     return vb_errno (err, ENOMEM, "cannot store '%s'", key);
   }
-  memcpy (j->data, data, len);
+  if (!take)
+    memcpy (j->data, data, len);
   pthread_mutex_lock (&s->mu);
   size_t qmax = 2 * (size_t) s->want_threads;
   while (s->drc == 0 && !s->stopping
-         && (s->nqueued >= qmax || (s->nqueued > 0 && s->qbytes + len > QUEUE_BYTES_MAX)))
+         && (s->nqueued >= qmax || (s->qbytes > 0 && s->qbytes + len > QUEUE_BYTES_MAX)))
     pthread_cond_wait (&s->cv, &s->mu);
   int rc = s->drc;
   if (rc < 0 && err && err->code == 0)
@@ -954,15 +966,18 @@ s3_put (struct repo_backend *b, const char *key, const void *data, size_t len,
         unsigned flags, struct vb_error *err)
 {
   struct s3_backend *s = sb (b);
+  bool take = flags & REPO_PUT_TAKE;
   int rc = check_key (key, false, err);
-  if (rc < 0)
-    return rc;
-  if (len > REPO_MAX_OBJECT)
-    return vb_err (err, EFBIG, "cannot store '%s': %zu bytes is larger than "
-                   "the largest object (%u bytes)", key, len, REPO_MAX_OBJECT);
-  if ((flags & REPO_PUT_DEFER) && !(flags & REPO_PUT_EXCL))
-    return put_deferred (s, key, data, len, err);
-  return put_now (s, key, data, len, flags, err);
+  if (rc == 0 && len > REPO_MAX_OBJECT)
+    rc = vb_err (err, EFBIG, "cannot store '%s': %zu bytes is larger than "
+                 "the largest object (%u bytes)", key, len, REPO_MAX_OBJECT);
+  if (rc == 0 && (flags & REPO_PUT_DEFER) && !(flags & REPO_PUT_EXCL))
+    return put_deferred (s, key, data, len, take, err);   /* takes data */
+  if (rc == 0)
+    rc = put_now (s, key, data, len, flags, err);
+  if (take)
+    free ((void *) data);
+  return rc;
 }
 
 /* Wait for every deferred put; the first error of any is returned (once). */
@@ -1022,6 +1037,54 @@ s3_get (struct repo_backend *b, const char *key, size_t max, uint8_t **data,
       *len = rs.len;
       rs.body = NULL;
     }
+  }
+  free (rs.body);
+  free (fk);
+  return rc;
+}
+
+/* Read [off, off+len) of an object with a ranged GET (206; a server
+ * that ignores Range answers 200 with the whole object, accepted when
+ * that is exactly the range). */
+static int
+s3_get_range (struct repo_backend *b, const char *key, uint64_t off, size_t len,
+              uint8_t **data, struct vb_error *err)
+{
+  struct s3_backend *s = sb (b);
+  *data = NULL;
+  int rc = check_key (key, false, err);
+  if (rc < 0)
+    return rc;
+  if (len == 0 || len > REPO_MAX_OBJECT || off > REPO_MAX_OBJECT)
+    return vb_err (err, EINVAL, "cannot read %zu bytes at %" PRIu64 " of '%s'", len,
+                   off, key);
+  char *fk = full_key (s, key);
+  if (!fk)
+    return vb_errno (err, ENOMEM, "cannot read '%s'", key);
+  char what[S3_KEY_MAX + 700], range[64];
+  snprintf (what, sizeof what, "read 's3://%s/%s'", s->url.bucket, fk);
+  snprintf (range, sizeof range, "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
+  struct resp rs = { 0 };
+  struct req rq = { .method = "GET", .key = fk, .range = range, .max = len };
+  rc = request (s, &rq, &rs, what, err);
+  if (rc == 0) {
+    if (rs.too_big && rs.status == 200)
+      rc = vb_err (err, EIO, "cannot read part of '%s': the server does not "
+                   "answer ranged GETs", key);
+    else if (rs.status == 404 && strcmp (rs.code, "NoSuchBucket") != 0)
+      rc = vb_err (err, ENOENT, "object '%s' does not exist", key);
+    else if (rs.status == 416)
+      rc = vb_err (err, EIO, "object '%s' ends before byte %" PRIu64 " (truncated?)",
+                   key, off + len);
+    else if (rs.status != 206 && !(rs.status == 200 && off == 0))
+      rc = s3_fail (s, "read", fk, &rs, err);
+    else if (rs.len != len || rs.too_big)
+      rc = vb_err (err, EIO, "object '%s' ends before byte %" PRIu64 " (truncated?)",
+                   key, off + len);
+  }
+  if (rc == 0) {
+    *data = rs.body;
+    rs.body = NULL;
   }
   free (rs.body);
   free (fk);
@@ -1189,6 +1252,7 @@ const struct repo_backend_ops repo_backend_s3 = {
   .close = s3_close,
   .put = s3_put,
   .get = s3_get,
+  .get_range = s3_get_range,
   .exists = s3_exists,
   .list = s3_list,
   .del = s3_del,

@@ -31,6 +31,9 @@
 #define REPO_PUT_VOLATILE 4u /* the name need not survive a crash (locks:
                                 a crash ends their owners anyway); still
                                 atomic, and whole where it does survive */
+#define REPO_PUT_TAKE 8u     /* data is malloc'd and the backend frees it,
+                                whatever the outcome (a pack queued for
+                                upload is not copied) */
 /* Largest object: an index of 2^23 chunks (8 TiB at 1 MiB chunks) is
  * 256 MiB of ids plus header and MAC. */
 #define REPO_MAX_OBJECT ((256u << 20) + 4096u)
@@ -55,6 +58,11 @@ struct repo_backend_ops {
    * buffer.  -ENOENT if missing. */
   int (*get) (struct repo_backend *b, const char *key, size_t max,
               uint8_t **data, size_t *len, struct vb_error *err);
+  /* Read len bytes at offset off of an object (a chunk inside a pack)
+   * into a malloc'd buffer.  -ENOENT if missing, -EIO if the object ends
+   * before off + len. */
+  int (*get_range) (struct repo_backend *b, const char *key, uint64_t off,
+                    size_t len, uint8_t **data, struct vb_error *err);
   /* 1 exists, 0 not, <0 error. */
   int (*exists) (struct repo_backend *b, const char *key, struct vb_error *err);
   /* Call fn for every key under prefix (recursively); fn returning
@@ -142,6 +150,8 @@ int hex_decode (const char *in, uint8_t *out, size_t len);
 #define CHUNK_MIN_SIZE (256u << 10)
 #define CHUNK_MAX_SIZE (8u << 20)
 #define CHUNK_DEFAULT_SIZE (1u << 20)
+/* Largest blob of a chunk: its data, uncompressed, plus header and tag. */
+#define CHUNK_BLOB_MAX (CHUNK_MAX_SIZE + 4096u)
 
 /* Encode plaintext chunk data (len <= CHUNK_MAX_SIZE) into a blob:
  * zstd at `level` when smaller, then AES-256-GCM when k->encrypted with the
@@ -178,6 +188,89 @@ int chunk_decode_data_view (const struct repo_keys *k, const uint8_t id[REPO_ID_
 void chunk_key (const uint8_t id[REPO_ID_LEN], char *buf, size_t len);
 /* The id of a key made by chunk_key; -1 for any other key. */
 int chunk_key_parse (const char *key, uint8_t id[REPO_ID_LEN]);
+
+/* ---- packs (packidx.c, docs/FORMAT-packs.md) ---------------------------------- */
+
+/* Where one chunk blob is: in pack number `pack` (of the index's packs)
+ * at byte off, len bytes. */
+struct packidx_entry {
+  uint8_t id[REPO_ID_LEN];
+  uint32_t pack;
+  uint32_t len;
+  uint64_t off;
+};
+/* A pack index object: its packs' ids and its entries. */
+struct packidx {
+  uint32_t npacks;
+  uint8_t (*packs)[REPO_ID_LEN];
+  uint64_t n;
+  struct packidx_entry *v;
+};
+/* Serialize with a trailing HMAC (mac_key); *out malloc'd. */
+int packidx_encode (const struct repo_keys *k, const struct packidx *px, uint8_t **out,
+                    size_t *len, struct vb_error *err);
+/* Parse and authenticate; every size is checked against len and every
+ * entry against the packs and the largest blob and object. */
+int packidx_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
+                    const char *what, struct packidx *px, struct vb_error *err);
+void packidx_free (struct packidx *px);
+/* A pack's trailer: size, writer, parser (entries with pack 0). */
+size_t pack_trailer_size (size_t n);
+void pack_trailer_write (const struct packidx_entry *v, size_t n, uint8_t *out);
+int pack_trailer_read (const uint8_t *pack, size_t len, const char *what,
+                       struct packidx_entry **out, size_t *n, struct vb_error *err);
+
+/* ---- chunk store (chunkstore.c) ---------------------------------------------
+ * Where chunk blobs live.  Loose: one object per chunk, "chunks/ab/<id>".
+ * Packed (repositories of format 2): blobs gathered into packs of about
+ * pack_size bytes, "packs/ab/<pack id>", found through pack index objects
+ * "packidx/<hex>" that a store loads once, when first used.  A chunk put
+ * into a packed store is findable by this process at once, durable and
+ * findable by others after chunkstore_flush. */
+struct repo;
+struct chunkstore;
+int chunkstore_open (struct repo *r, uint32_t pack_size, struct chunkstore **out,
+                     struct vb_error *err);
+void chunkstore_close (struct chunkstore *cs);
+/* The store of an open repository (repo.c). */
+struct chunkstore *repo_chunks (struct repo *r);
+uint32_t chunkstore_pack_size (const struct chunkstore *cs);   /* 0 = loose */
+/* Load what says where chunks are (packed: every pack index), if not
+ * loaded yet; the other calls do it when first needed. */
+int chunkstore_load (struct chunkstore *cs, struct vb_error *err);
+/* Is asking chunkstore_has a request to a server (loose chunks on S3)? */
+bool chunkstore_has_costly (const struct chunkstore *cs);
+/* 1 the store has chunk id, 0 not, <0 error. */
+int chunkstore_has (struct chunkstore *cs, const uint8_t id[REPO_ID_LEN],
+                    struct vb_error *err);
+/* Store a chunk's blob; 1 stored, 0 already there (packed stores know). */
+int chunkstore_put (struct chunkstore *cs, const uint8_t id[REPO_ID_LEN],
+                    const uint8_t *blob, size_t len, struct vb_error *err);
+/* Fetch a chunk's blob (malloc'd); -ENOENT naming the chunk if missing. */
+int chunkstore_get (struct chunkstore *cs, const uint8_t id[REPO_ID_LEN],
+                    uint8_t **blob, size_t *len, struct vb_error *err);
+/* Make every chunk put so far durable and findable (before anything that
+ * references them is written). */
+int chunkstore_flush (struct chunkstore *cs, struct vb_error *err);
+/* Call fn for every chunk (id and blob size); non-zero from fn stops. */
+typedef int (*chunkstore_list_fn) (void *opaque, const uint8_t id[REPO_ID_LEN],
+                                   uint64_t size);
+int chunkstore_list (struct chunkstore *cs, chunkstore_list_fn fn, void *opaque,
+                     struct vb_error *err);
+/* Chunks, the objects holding them and their bytes (info). */
+int chunkstore_usage (struct chunkstore *cs, uint64_t *n_chunks, uint64_t *n_objects,
+                      uint64_t *bytes, struct vb_error *err);
+/* Garbage collection under the exclusive lock: drop every chunk for which
+ * live() is false.  Loose: delete its object.  Packed: delete packs with
+ * no live chunk and packs no index names, rewrite packs that are mostly
+ * dead into new ones, and replace every pack index by one. */
+struct chunkstore_gc_stats {
+  uint64_t chunks_total, chunks_deleted, bytes_deleted;
+  uint64_t packs_deleted, packs_repacked, bytes_repacked;
+};
+typedef bool (*chunkstore_live_fn) (void *opaque, const uint8_t id[REPO_ID_LEN]);
+int chunkstore_gc (struct chunkstore *cs, chunkstore_live_fn live, void *opaque,
+                   bool dry_run, struct chunkstore_gc_stats *st, struct vb_error *err);
 
 /* ---- index ------------------------------------------------------------------ */
 

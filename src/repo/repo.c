@@ -4,7 +4,9 @@
  * Layout (object keys of the storage backend):
  *   config                               JSON: format, id, chunk size, ...
  *   keys/repokey                         key file (crypto_keyfile_write)
- *   chunks/ab/<64 hex>                   chunk blobs (chunk.c)
+ *   chunks/ab/<64 hex>                   chunk blobs (chunk.c), format 1
+ *   packs/ab/<64 hex>                    packs of chunk blobs, format 2
+ *   packidx/<64 hex>                     where each chunk is (packidx.c)
  *   snapshots/<source>/<time>/manifest   a point's manifest (manifest.c)
  *   snapshots/<source>/<time>/<k>.index  a disk's index (index.c)
  *   locks/<shared|exclusive>-...         locks (lock.c)
@@ -31,7 +33,8 @@
 #include "common/module.h"
 #include "vdisk/vdisk-int.h"
 
-#define REPO_FORMAT 1
+#define REPO_FORMAT 1          /* loose chunks */
+#define REPO_FORMAT_PACKED 2   /* chunks in packs (chunkstore.c) */
 #define CONFIG_KEY "config"
 #define REPOKEY_KEY "keys/repokey"
 #define CONFIG_MAX (64u << 10)       /* a config is ~200 bytes */
@@ -48,10 +51,12 @@ struct repo {
   char id[64];
   int format;
   uint32_t chunk_size;
+  uint32_t pack_size;          /* 0 = loose chunks (format 1) */
   int compress_level;
   bool encrypted;
   char kdf[64];
   struct repo_keys keys;
+  struct chunkstore *cs;
   char lock_key[256];          /* own lock object, "" if none (lock.c) */
   struct repo_lock_state *lock_state;   /* its refresher (lock.c) */
 };
@@ -400,6 +405,13 @@ repo_init (const char *path, const struct repo_init_opts *o,
                    "two from %u KiB to %u MiB", cs, CHUNK_MIN_SIZE >> 10,
                    CHUNK_MAX_SIZE >> 20);
   int level = o->compress_level ? o->compress_level : 1;   /* zstd -1: the speed of the floor users compare with */
+  /* on an object store every object costs a request and server work: pack */
+  uint32_t pack = o->pack_size_set ? o->pack_size
+                  : repo_is_s3_url (path) ? REPO_PACK_DEFAULT : 0;
+  if (pack != 0 && (pack < REPO_PACK_MIN || pack > REPO_PACK_MAX))
+    return vb_err (err, EINVAL, "invalid pack size %" PRIu32 ": 0 (one object per "
+                   "chunk) or %u KiB to %u MiB", pack, REPO_PACK_MIN >> 10,
+                   REPO_PACK_MAX >> 20);
   if (level < 1 || level > ZSTD_LEVEL_MAX)
     return vb_err (err, EINVAL, "invalid compression level %d: 1 to %d",
                    level, ZSTD_LEVEL_MAX);
@@ -465,9 +477,12 @@ repo_init (const char *path, const struct repo_init_opts *o,
     r = vb_errno (err, ENOMEM, "cannot create repository in '%s'", path);
     goto out;
   }
-  json_object_object_add (cfg, "format", json_object_new_int (REPO_FORMAT));
+  json_object_object_add (cfg, "format",
+                          json_object_new_int (pack ? REPO_FORMAT_PACKED : REPO_FORMAT));
   json_object_object_add (cfg, "id", json_object_new_string (ustr));
   json_object_object_add (cfg, "chunk_size", json_object_new_int64 (cs));
+  if (pack)
+    json_object_object_add (cfg, "pack_size", json_object_new_int64 (pack));
   json_object_object_add (cfg, "compress_level", json_object_new_int (level));
   json_object_object_add (cfg, "encrypted",
                           json_object_new_boolean (o->encrypt));
@@ -512,13 +527,23 @@ parse_config (struct repo *r, const char *buf, size_t len,
   int rc = json_int (o, "format", what, &v, err);
   if (rc < 0)
     goto out;
-  if (v != REPO_FORMAT) {
+  if (v != REPO_FORMAT && v != REPO_FORMAT_PACKED) {
     rc = vb_err (err, EPROTONOSUPPORT, "repository '%s' has format %" PRId64
-                 ", this vmback reads format %d only", r->path, v,
-                 REPO_FORMAT);
+                 ", this vmback reads formats %d and %d only", r->path, v,
+                 REPO_FORMAT, REPO_FORMAT_PACKED);
     goto out;
   }
-  r->format = REPO_FORMAT;
+  r->format = (int) v;
+  if (r->format == REPO_FORMAT_PACKED) {
+    if ((rc = json_int (o, "pack_size", what, &v, err)) < 0)
+      goto out;
+    if (v < REPO_PACK_MIN || v > REPO_PACK_MAX) {
+      rc = vb_err (err, EBADMSG, "%s is damaged: pack size %" PRId64 " is not "
+                   "%u to %u", what, v, REPO_PACK_MIN, REPO_PACK_MAX);
+      goto out;
+    }
+    r->pack_size = (uint32_t) v;
+  }
   if ((rc = json_str (o, "id", what, r->id, sizeof r->id, err)) < 0)
     goto out;
   uuid_t u;
@@ -628,6 +653,8 @@ repo_open (const char *path, const char *passphrase, const char *key_file,
                  r->keys.encrypted ? "" : "not ", r->encrypted ? "" : "not ");
     goto fail;
   }
+  if ((rc = chunkstore_open (r, r->pack_size, &r->cs, err)) < 0)
+    goto fail;
   free_secret (owned);
   *out = r;
   return 0;
@@ -649,12 +676,19 @@ repo_close (struct repo *r)
       repo_unlock (r);
     r->b->ops->close (r->b);
   }
+  chunkstore_close (r->cs);
   OPENSSL_cleanse (&r->keys, sizeof r->keys);
   free (r->path);
   free (r);
 }
 
 /* Accessors. */
+struct chunkstore *
+repo_chunks (struct repo *r)
+{
+  return r->cs;
+}
+
 struct repo_backend *
 repo_backend (struct repo *r)
 {
@@ -697,16 +731,6 @@ struct count {
   uint64_t n, bytes;
 };
 
-/* list callback: count chunk blobs and their bytes. */
-static int
-count_chunk (void *opaque, const char *key, uint64_t size)
-{
-  struct count *c = opaque;
-  c->n++;
-  c->bytes += size;
-  return 0;
-}
-
 /* True if key is "snapshots/<source>/<time>/manifest". */
 static bool
 is_manifest_key (const char *key)
@@ -734,18 +758,18 @@ repo_get_info (struct repo *r, struct repo_info *info, struct vb_error *err)
   snprintf (info->id, sizeof info->id, "%s", r->id);
   info->format = r->format;
   info->chunk_size = r->chunk_size;
+  info->pack_size = r->pack_size;
   info->compress_level = r->compress_level;
   info->encrypted = r->encrypted;
   snprintf (info->kdf, sizeof info->kdf, "%s", r->kdf);
-  struct count c = { 0 }, p = { 0 };
-  int rc = r->b->ops->list (r->b, "chunks/", count_chunk, &c, err);
+  struct count p = { 0 };
+  int rc = chunkstore_usage (r->cs, &info->n_chunks, &info->n_objects,
+                             &info->chunk_bytes, err);
   if (rc < 0)
     return rc;
   rc = r->b->ops->list (r->b, "snapshots/", count_manifest, &p, err);
   if (rc < 0)
     return rc;
-  info->n_chunks = c.n;
-  info->chunk_bytes = c.bytes;
   info->n_points = p.n;
   return 0;
 }

@@ -6,8 +6,13 @@
 # random pattern (the search works). A wrong passphrase or key file gives a
 # one-line error and writes nothing; --key-file and $VMBACK_KEY_FILE work;
 # repository files are 0600 and directories 0700 even under umask 022.
-# Also run on S3 by 510-s3-suite: repo_url/repo_fetch/repo_put
-# (functions.sh) reach the objects there; file modes are local only.
+# A chunk whose blob is damaged, or replaced by another chunk's valid blob,
+# fails verify naming that chunk.  Also run on S3 by 510-s3-suite:
+# repo_url/repo_fetch/repo_put (functions.sh) reach the objects there; file
+# modes are local only.  Locally the repositories are loose (a
+# "chunks/ab/<id>" object per chunk), on S3 packed (blobs in "packs/"
+# objects found through "packidx/" objects): chunk_ids and chunk_loc
+# (functions.sh) see the chunks in either layout.
 . "$(dirname "$0")/functions.sh"
 requires python3
 SEED=${SEED:-$RANDOM}; echo "seed=$SEED"
@@ -65,12 +70,12 @@ perms_ok () {   # files 0600, directories 0700 (S3 objects have no modes)
 
 # ---- sanity: an unencrypted repository holds the random pattern in clear
 PL=$(repo_url plain) EN=$(repo_url enc) KR=$(repo_url kr)
-has_object () { repo_objects "$1" | grep -qx "$2"; }
 vb repo init "$PL"
 vb backup --repo "$PL" dr.raw
 [ "$(count_windows "$(repo_fetch plain)" R)" -gt 0 ]
 # ... and names the chunk of R after its SHA-256
-has_object plain "chunks/$(sha_of R | cut -c1-2)/$(sha_of R)"
+chunk_ids plain > plain.ids
+grep -qx "$(sha_of R)" plain.ids
 
 # ---- encrypted, passphrase from the environment
 vb repo init --encrypt "$EN"
@@ -87,11 +92,13 @@ done
 absent grep -rqF "vmback-secret-line" "$ENC"
 absent grep -rqF "quick brown fox" "$ENC"
 # chunk names are keyed (HMAC), not the plaintext's SHA-256
-absent has_object enc "chunks/$(sha_of R | cut -c1-2)/$(sha_of R)"
-absent has_object enc "chunks/$(sha_of C | cut -c1-2)/$(sha_of C)"
+chunk_ids enc > enc.ids
+[ -s enc.ids ]
+absent grep -qx "$(sha_of R)" enc.ids
+absent grep -qx "$(sha_of C)" enc.ids
 # deduplication still works under encryption: 8 MiB of 1 MiB chunks with
-# R six times -> far fewer than 16 chunk objects
-nch=$(repo_objects enc | grep -c '^chunks/'); echo "chunks: $nch"; [ "$nch" -le 8 ]
+# R six times -> far fewer than 16 chunks
+nch=$(wc -l < enc.ids); echo "chunks: $nch"; [ "$nch" -le 8 ]
 # bit-exact restores
 vb restore --repo "$EN" rnd@latest r1.raw
 cmp r1.raw dr.raw
@@ -123,20 +130,68 @@ state enc > after
 diff before after
 [ -z "$(repo_objects enc | grep '^locks/' || true)" ]
 
-# ---- a damaged encrypted chunk is caught (authentication tag)
+# ---- a damaged encrypted chunk is caught (authentication tag): one byte
+# flipped inside its blob (its own object, or its place in a pack)
 repo_clone enc enc2
-c=$(repo_objects enc2 | grep '^chunks/' | head -1)
-cp "$ENC/$c" bad
-python3 -c 'import sys; f=open(sys.argv[1],"r+b"); f.seek(40); b=f.read(1); f.seek(40); f.write(bytes([b[0]^1]))' bad
-repo_put enc2 "$c" bad
+id=$(head -1 enc.ids)
+chunk_loc enc2 "$id" > loc
+read -r key off len < loc
+[ "$len" -gt 41 ]
+cp "$(repo_fetch enc2)/$key" bad
+python3 -c 'import sys; o=int(sys.argv[2]); f=open(sys.argv[1],"r+b"); f.seek(o); b=f.read(1); f.seek(o); f.write(bytes([b[0]^1]))' bad $((off + 40))
+repo_put enc2 "$key" bad
 rc=0; vmback verify --repo "$(repo_url enc2)" > /dev/null 2> v.err || rc=$?
-cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "$c")" v.err
-# a valid blob of another chunk under this chunk's name (the id is bound)
+cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$id" v.err
+# a valid blob of another chunk under this chunk's name (the id is bound):
+# loose, chunk B's object stored as chunk A's; packed, A's blob in its pack
+# overwritten by B's blob of the same length (random 1 MiB chunks encrypt
+# to blobs of equal length: dr.raw dedups to one such chunk, so enc3 also
+# gets the two of a fresh 2 MiB random disk)
 repo_clone enc enc3
-mapfile -t cs < <(repo_objects enc3 | grep '^chunks/' | head -2)
-repo_put enc3 "${cs[1]}" "$ENC/${cs[0]}"
+mkpattern r2.raw $((2 << 20)) $((SEED + 1))
+vb backup --repo "$(repo_url enc3)" --name rnd2 r2.raw
+chunk_ids enc3 > enc3.ids
+: > locs
+while read -r c; do
+  chunk_loc enc3 "$c" > loc
+  echo "$c $(cat loc)" >> locs
+done < enc3.ids
+cat locs
+E3=$(repo_fetch enc3)
+if grep -q ' chunks/' locs; then
+  mapfile -t cs < <(head -2 enc3.ids)
+  read -r _ akey _ _ < <(grep "^${cs[0]} " locs)
+  read -r _ bkey _ _ < <(grep "^${cs[1]} " locs)
+  repo_put enc3 "$akey" "$E3/$bkey"
+  victim=${cs[0]}
+else
+  # the first two chunks whose blobs have the same length
+  read -r victim akey aoff alen bkey boff blen < <(python3 - locs <<'PY'
+import sys
+seen = {}
+for line in open(sys.argv[1]):
+    c, key, off, ln = line.split()
+    if ln in seen:
+        print(*seen[ln], key, off, ln)
+        break
+    seen[ln] = (c, key, off, ln)
+PY
+  ) || true
+  [ -n "${victim:-}" ] || { echo "no two chunks with blobs of equal length in enc3"; exit 1; }
+  [ "$alen" -eq "$blen" ]
+  cp "$E3/$akey" swapped
+  python3 - swapped "$aoff" "$E3/$bkey" "$boff" "$blen" <<'PY'
+import sys
+f = open(sys.argv[3], 'rb'); f.seek(int(sys.argv[4])); blob = f.read(int(sys.argv[5]))
+assert len(blob) == int(sys.argv[5])
+g = open(sys.argv[1], 'r+b'); g.seek(int(sys.argv[2])); old = g.read(len(blob))
+assert len(old) == len(blob) and old != blob
+g.seek(int(sys.argv[2])); g.write(blob)
+PY
+  repo_put enc3 "$akey" swapped
+fi
 rc=0; vmback verify --repo "$(repo_url enc3)" > /dev/null 2> v.err || rc=$?
-cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$(basename "${cs[1]}")" v.err
+cat v.err >> "$LOG"; [ $rc -eq 1 ]; grep -qF "$victim" v.err
 
 # ---- --key-file: the file's bytes are the secret
 head -c 48 /dev/urandom | base64 -w0 > kf; echo >> kf; chmod 600 kf

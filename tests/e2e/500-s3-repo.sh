@@ -6,9 +6,14 @@
 #    host is stale only once its "expires" time has passed;
 #  - repo copy local -> S3 (re-encrypted) and S3 -> local, restores from the
 #    copies; a rerun sends nothing; a copy killed midway resumes;
-#  - two backups into one repository at once (shared chunks stored once);
-#  - a run of new chunks is stored without asking S3 about each one, and
-#    asking resumes once a chunk is found;
+#  - repositories on S3 are packed (many chunks per object): a backup
+#    stores a few packs and one pack index, deduplicates without asking S3,
+#    and gc deletes and rewrites packs;
+#  - two backups into one repository at once (shared chunks named once;
+#    stored once after the next gc);
+#  - with one object per chunk (--pack-size 0), a run of new chunks is
+#    stored without asking S3 about each one, and asking resumes once a
+#    chunk is found;
 #  - injected 503 SlowDown answers and timeouts are retried; endless ones,
 #    an unreachable endpoint and a prefix that is no repository give one
 #    clear line and write nothing;
@@ -88,6 +93,7 @@ unset VMBACK_PASSPHRASE
 vmback -q prune --keep-last 1
 vmback --json gc > gc.json
 [ "$(jget gc.json deleted)" -gt 0 ]
+[ "$(s3keys plain/packidx/ | wc -l)" -eq 1 ]; [ -z "$(s3keys plain/chunks/)" ]
 vmback verify
 rm -f r2b.raw; vmback -q restore d@latest r2b.raw; cmp r2b.raw s2.raw
 expect_fail "no restore point" vmback restore "${ids[0]}" gone.raw
@@ -147,10 +153,10 @@ vmback disk read d.vmdk > s3.raw
 C=s3://$B/copy
 VMBACK_PASSPHRASE=copy-secret vmback -q repo init --encrypt --chunk-size 256K "$C"
 VMBACK_DST_PASSPHRASE=copy-secret vmback --json repo copy loc "$C" > c1.json
-[ "$(jget c1.json points-copied)" -eq 2 ] && [ "$(jget c1.json reencrypted)" = true ]
+[ "$(jget c1.json points-copied)" -eq 2 ]; [ "$(jget c1.json reencrypted)" = true ]
 [ "$(jget c1.json chunks-sent)" -gt 0 ]
 VMBACK_DST_PASSPHRASE=copy-secret vmback --json repo copy loc "$C" > c2.json
-[ "$(jget c2.json points-present)" -eq 2 ] && [ "$(jget c2.json chunks-sent)" -eq 0 ]
+[ "$(jget c2.json points-present)" -eq 2 ]; [ "$(jget c2.json chunks-sent)" -eq 0 ]
 export VMBACK_PASSPHRASE=copy-secret
 [ "$(npoints "$C")" -eq 2 ]
 rm -f rc.raw; vmback -q restore --repo "$C" d@latest rc.raw; cmp rc.raw s3.raw
@@ -159,7 +165,8 @@ unset VMBACK_PASSPHRASE
 VMBACK_DST_PASSPHRASE=e2e-secret expect_fail "chunk sizes must be equal" vmback repo copy loc "$E"
 vmback -q repo init --chunk-size 256K back            # S3 (plain) -> local
 vmback --json repo copy "$P" back > c3.json
-[ "$(jget c3.json points-copied)" -eq 2 ] && [ "$(jget c3.json reencrypted)" = false ]
+[ "$(jget c3.json points-copied)" -eq 3 ]          # d, big and big2
+[ "$(jget c3.json reencrypted)" = false ]
 rm -f rb.raw; vmback -q restore --repo back d@latest rb.raw; cmp rb.raw s2.raw
 rm -f rb.raw; vmback -q restore --repo back big@latest rb.raw; cmp rb.raw big.raw
 vmback -q verify --repo back
@@ -167,19 +174,22 @@ vmback -q verify --repo back
 # ---- a copy killed midway resumes: the rerun skips the chunks already sent
 vmback -q backup --repo loc big.raw
 K=s3://$B/resume
-vmback -q repo init --chunk-size 256K "$K"
+# small packs: a pack index names every 8 packs sent, so a killed copy
+# leaves most of what it sent findable
+vmback -q repo init --chunk-size 256K --pack-size 256K "$K"
 CPID=
 cleanup_fn '[ -z "$CPID" ] || kill -9 "$CPID" 2>/dev/null'
 "$VMBACK" -q repo copy loc "$K" big &
 CPID=$!
-for _ in $(seq 500); do [ "$(s3keys resume/chunks/ | wc -l)" -lt 20 ] || break; sleep 0.02; done
+for _ in $(seq 500); do [ "$(s3keys resume/packidx/ | wc -l)" -lt 2 ] || break; sleep 0.02; done
 kill -9 "$CPID"; wait "$CPID" || true; CPID=
-sent1=$(s3keys resume/chunks/ | wc -l); echo "chunks before the kill: $sent1"
+sent1=$(vmback --json repo info --repo "$K" | python3 -c 'import json,sys; print(json.load(sys.stdin)["chunks"])')
+echo "chunks before the kill: $sent1"
 [ "$sent1" -gt 0 ]
 [ "$(npoints "$K")" -eq 0 ]                             # no point yet
 vmback --json repo copy loc "$K" big > c4.json
 cat c4.json
-[ "$(jget c4.json points-copied)" -eq 1 ] && [ "$(jget c4.json chunks-present)" -ge "$sent1" ]
+[ "$(jget c4.json points-copied)" -eq 1 ]; [ "$(jget c4.json chunks-present)" -ge "$sent1" ]
 [ "$(npoints "$K")" -eq 1 ]
 rm -f rk.raw; vmback -q restore --repo "$K" big@latest rk.raw; cmp rk.raw big.raw
 # the killed copy's shared lock (a dead pid of this host) goes with the next
@@ -190,7 +200,9 @@ vmback -q gc --repo "$K"
 vmback -q verify --repo "$K"
 
 # ---- two proxies: backups of two disks into one repository at once;
-# the data they share is stored once, both points restore, verify passes
+# both points restore, verify passes, the 8 chunks they share are named
+# once; each may have stored them in its own pack (neither sees the
+# other's packs before they are indexed), and the next gc keeps one copy
 TW=s3://$B/two
 vmback -q repo init --chunk-size 256K "$TW"
 poke_pattern shared 0 $((2 << 20)) $((SEED + 20))
@@ -201,17 +213,26 @@ cat shared ua > a.raw; cat shared ub > b.raw
 "$VMBACK" -q backup --repo "$TW" b.raw & PB=$!
 wait $PA; wait $PB
 [ "$(npoints "$TW")" -eq 2 ]
-[ "$(s3keys two/chunks/ | wc -l)" -eq 16 ]              # 8 shared + 4 + 4
+vmback --json repo info --repo "$TW" > tw.json
+[ "$(jget tw.json chunks)" -eq 16 ]                     # 8 shared + 4 + 4
+for d in a b; do rm -f r$d.raw; vmback -q restore --repo "$TW" $d@latest r$d.raw; cmp r$d.raw $d.raw; done
+vmback -q verify --repo "$TW"
+vmback -q gc --repo "$TW"
+vmback --json repo info --repo "$TW" > tw.json
+# 16 random 256 KiB chunks, stored once each: their blobs plus pack trailers
+[ "$(jget tw.json chunks)" -eq 16 ]; [ "$(jget tw.json chunk-bytes)" -le $((16 * (256 * 1024 + 200))) ]
+[ "$(s3keys two/packidx/ | wc -l)" -eq 1 ]             # gc made one index
 for d in a b; do rm -f r$d.raw; vmback -q restore --repo "$TW" $d@latest r$d.raw; cmp r$d.raw $d.raw; done
 vmback -q verify --repo "$TW"
 
-# ---- dedup questions: on S3 each "is this chunk there?" is a request, so
-# a run of new chunks stops asking (after 32 misses only every 16th is
-# asked about, the rest are sent); one hit resumes asking, so a disk made
-# mostly of chunks the repository holds is not sent again.  A local
-# repository asks about every chunk.
+# ---- dedup questions: with one object per chunk (--pack-size 0) each "is
+# this chunk there?" on S3 is a request, so a run of new chunks stops
+# asking (after 32 misses only every 16th is asked about, the rest are
+# sent); one hit resumes asking, so a disk made mostly of chunks the
+# repository holds is not sent again.  A local repository asks about every
+# chunk, and so does a packed one (its pack indexes answer, no request).
 DP=s3://$B/probe
-vmback -q repo init --chunk-size 256K "$DP"
+vmback -q repo init --chunk-size 256K --pack-size 0 "$DP"
 poke_pattern old 0 $((40 << 18)) $((SEED + 30))
 poke_pattern new 0 $((40 << 18)) $((SEED + 31))
 cat new old > mix.raw
@@ -219,20 +240,29 @@ vmback -q backup --repo "$DP" old
 vmback --json backup --repo "$DP" mix.raw > mix.json
 pnew=$(jget mix.json chunks-new); preused=$(jget mix.json chunks-reused)
 [ $((pnew + preused)) -eq 80 ]
-[ "$pnew" -gt 40 ] && [ "$pnew" -le 60 ]     # some sent unasked, then asked again
+[ "$pnew" -gt 40 ]; [ "$pnew" -le 60 ]     # some sent unasked, then asked again
 vmback -q restore --repo "$DP" mix@latest rmix.raw; cmp rmix.raw mix.raw
 vmback -q verify --repo "$DP"
 vmback -q repo init --chunk-size 256K lprobe
 vmback -q backup --repo lprobe old
 vmback --json backup --repo lprobe mix.raw > lmix.json
-[ "$(jget lmix.json chunks-new)" -eq 40 ] && [ "$(jget lmix.json chunks-reused)" -eq 40 ]
+[ "$(jget lmix.json chunks-new)" -eq 40 ]; [ "$(jget lmix.json chunks-reused)" -eq 40 ]
+PP=s3://$B/pprobe
+vmback -q repo init --chunk-size 256K "$PP"
+vmback -q backup --repo "$PP" old
+vmback --json backup --repo "$PP" mix.raw > pmix.json
+[ "$(jget pmix.json chunks-new)" -eq 40 ]; [ "$(jget pmix.json chunks-reused)" -eq 40 ]
+# 40 new chunks of 256 KiB in 16 MiB packs: one pack, and one pack index a backup
+[ "$(s3keys pprobe/packs/ | wc -l)" -eq 2 ]; [ "$(s3keys pprobe/packidx/ | wc -l)" -eq 2 ]
+[ -z "$(s3keys pprobe/chunks/)" ]
+vmback -q restore --repo "$PP" mix@latest rpmix.raw; cmp rpmix.raw mix.raw
 # An incremental starts out not asking (what the change tracker reports
 # is new data far more often than not): 30 changed chunks that the
 # repository already holds (from another point) are sent unasked until the
 # 16th, asked about, is found; then asking resumes.  Bytes rewritten
 # unchanged are the previous point's chunks: neither asked about nor sent.
 IP=s3://$B/incr
-vmback -q repo init --chunk-size 256K "$IP"
+vmback -q repo init --chunk-size 256K --pack-size 0 "$IP"
 vmback disk create --type monolithicSparse --size 16M --ctk inc.vmdk
 poke_pattern ibase 0 $((4 << 20)) $((SEED + 32))
 vmback disk write inc.vmdk --offset 0 < ibase
@@ -244,7 +274,7 @@ vmback disk write inc.vmdk --offset 0 < ibase
 vmback --json backup --repo "$IP" inc.vmdk > inc.json
 [ "$(jget inc.json chunks-read)" -eq 46 ]                # 30 + the 16 rewritten
 inew=$(jget inc.json chunks-new)
-[ "$inew" -ge 15 ] && [ "$inew" -lt 30 ]
+[ "$inew" -ge 15 ]; [ "$inew" -lt 30 ]
 vmback -q restore --repo "$IP" inc@latest rinc.raw
 cmp rinc.raw <(vmback disk read inc.vmdk)
 vmback -q verify --repo "$IP"
@@ -276,7 +306,7 @@ AWS_CA_BUNDLE=$FIXTURE_CA vmback --s3-endpoint "$FIXTURE_HTTPS_URL" -q verify --
 n_tls=$(s3keys tls/ | wc -l)
 expect_fail "certificate.*--s3-ca FILE or .AWS_CA_BUNDLE" vmback --s3-endpoint "$FIXTURE_HTTPS_URL" backup --repo "s3://$B/tls" tls.raw
 expect_fail "certificate" vmback --s3-endpoint "$FIXTURE_HTTPS_URL" repo init "s3://$B/tls2"
-[ "$(s3keys tls/ | wc -l)" -eq "$n_tls" ] && [ -z "$(s3keys tls2/)" ]
+[ "$(s3keys tls/ | wc -l)" -eq "$n_tls" ]; [ -z "$(s3keys tls2/)" ]
 
 # ---- bad input: an unreachable endpoint; a prefix that holds objects but
 # no repository; nothing is written by either
@@ -288,14 +318,15 @@ expect_fail "not a vmback repository|no repository|does not hold" vmback -q back
 
 # ---- radosgw killed mid-backup: the backup fails with a clear error and
 # no partial point is visible; after a restart the next backup succeeds
-poke_pattern big2 0 $((24 << 20)) $((SEED + 30))
+poke_pattern big2 0 $((96 << 20)) $((SEED + 30))   # 6 packs: the kill comes after the first
 npts=$(npoints "$TW")
 "$VMBACK" -q backup --repo "$TW" big2 > kb.out 2> kb.err & KB=$!
-for _ in $(seq 500); do [ "$(s3keys two/chunks/ | wc -l)" -lt 30 ] || break; sleep 0.02; done
+np0=$(s3keys two/packs/ | wc -l)
+for _ in $(seq 500); do [ "$(s3keys two/packs/ | wc -l)" -le "$np0" ] || break; sleep 0.02; done
 "$FIXTURE" rgw-kill "$T/ceph"
 rc=0; wait $KB || rc=$?
 cat kb.err
-[ $rc = 1 ] && [ "$(wc -l < kb.err)" -le 2 ] && grep -q "s3://\|bucket\|connect" kb.err
+[ $rc = 1 ]; [ "$(wc -l < kb.err)" -le 2 ]; grep -q "s3://\|bucket\|connect" kb.err
 "$FIXTURE" rgw-start "$T/ceph"
 [ "$(npoints "$TW")" -eq "$npts" ]
 vmback -q backup --repo "$TW" big2

@@ -15,6 +15,12 @@
 #                        repository itself, or a fresh download from S3)
 #   repo_put NAME KEY FILE   store FILE as object KEY of it (a damaged copy)
 #   repo_clone NAME NEW  a byte-for-byte copy of repository NAME as NEW
+#   chunk_ids NAME       the hex ids of every chunk stored in repository NAME,
+#                        sorted, one a line, loose ("chunks/ab/<id>" objects)
+#                        or packed (read from its "packidx/" objects)
+#   chunk_loc NAME ID    "KEY OFFSET LENGTH": where chunk ID's blob is, the
+#                        object "chunks/ab/ID" (offset 0, its whole size) or
+#                        its pack "packs/ab/<pack id>" (from the pack index)
 set -e
 set -x
 : "${VMBACK:?VMBACK must point at the vmback binary}"
@@ -139,6 +145,68 @@ repo_clone () {
   local d k
   d=$(repo_fetch "$1")
   for k in $(repo_objects "$1"); do repo_put "$2" "$k" "$d/$k"; done
+}
+
+# The bytes of object KEY of repository NAME, on stdout.
+_repo_cat () {
+  if [ -z "${VMBACK_TEST_S3_REPO:-}" ]; then cat "$T/$1/$2"; return; fi
+  _s3_req "/$(_s3_prefix "$1")$2" -H "x-amz-content-sha256: $_E3"
+}
+
+# Every entry of every pack index object of repository NAME, in key order
+# and in each in its own order: "CHUNK-ID PACK-ID OFFSET LENGTH" (hex ids),
+# one a line, into file OUT.  A reader of its own (src/repo/packidx.c),
+# not vmback's: little-endian "VMBPKIX1", packs P (u32), 0 (u32), entries
+# N (u64), P pack ids of 32 bytes, N entries of 48 bytes (chunk id 32,
+# pack number u32, length u32, offset u64), HMAC (32; not checked here).
+_packidx_entries () {
+  local d=$T/.packidx/$1 k n=0
+  rm -rf "$d"; mkdir -p "$d"
+  repo_objects "$1" > "$d.keys" || { echo "cannot list $1" >&2; return 1; }
+  for k in $(grep '^packidx/' "$d.keys" || true); do
+    n=$((n + 1))
+    _repo_cat "$1" "$k" > "$d/$(printf %06d $n)" || { echo "cannot read $k of $1" >&2; return 1; }
+  done
+  python3 - "$d" > "$2" <<'PY' || { echo "bad pack index in $1" >&2; return 1; }
+import os, struct, sys
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    b = open(os.path.join(d, f), 'rb').read()
+    assert len(b) >= 24 + 32 and b[:8] == b"VMBPKIX1", (f, "not a pack index")
+    np, zero, n = struct.unpack_from("<IIQ", b, 8)
+    assert zero == 0 and 24 + 32 * np + 48 * n + 32 == len(b), (f, np, n, len(b))
+    packs = [b[24 + 32 * i:56 + 32 * i].hex() for i in range(np)]
+    for i in range(n):
+        o = 24 + 32 * np + 48 * i
+        cid = b[o:o + 32].hex()
+        pack, ln, off = struct.unpack_from("<IIQ", b, o + 32)
+        assert pack < np and ln > 0, (f, i, pack, ln)
+        print(cid, packs[pack], off, ln)
+PY
+}
+
+# The ids of the chunks of repository NAME: loose objects and pack index
+# entries (a repository has one kind or the other).
+chunk_ids () {
+  local e=$T/.chunk-entries
+  _packidx_entries "$1" "$e" || return 1
+  { sed -n 's|^chunks/\([0-9a-f][0-9a-f]\)/\(\1[0-9a-f]\{62\}\)$|\2|p' "$T/.packidx/$1.keys"
+    cut -d' ' -f1 "$e"; } | sort -u
+}
+
+# Where chunk ID of repository NAME is: "KEY OFFSET LENGTH" (the first pack
+# index entry of it counts, as for vmback).
+chunk_loc () {
+  local key=chunks/${2:0:2}/$2 e=$T/.chunk-entries n
+  if repo_objects "$1" | grep -qx "$key"; then
+    n=$(_repo_cat "$1" "$key" | wc -c)
+    [ "$n" -gt 0 ] || { echo "cannot read $key of $1" >&2; return 1; }
+    echo "$key 0 $n"
+    return
+  fi
+  _packidx_entries "$1" "$e" || return 1
+  awk -v id="$2" '$1 == id { print "packs/" substr($2, 1, 2) "/" $2, $3, $4; found = 1; exit }
+                  END { exit !found }' "$e" || { echo "no chunk $2 in $1" >&2; return 1; }
 }
 
 # A real S3 endpoint for this test: a single-node Ceph RGW in $T/ceph.

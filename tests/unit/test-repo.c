@@ -533,9 +533,9 @@ test_open_bad_config (void **state)
   assert_int_equal (rmdir (dir), 0);
   assert_int_equal (repo_init (dir, NULL, &e), 0);
 
-  put_config ("{\"format\": 2, \"id\": \"x\"}");
+  put_config ("{\"format\": 3, \"id\": \"x\"}");
   assert_true (repo_open (dir, NULL, NULL, &r, &e) < 0);
-  assert_non_null (strstr (e.msg, "format 2"));
+  assert_non_null (strstr (e.msg, "format 3"));
   assert_null (r);
   vb_err_clear (&e);
 
