@@ -141,7 +141,8 @@ for fp in repo-write repo-rename repo-delete; do
 done
 rm -rf gk gct
 
-# ---- damage
+# ---- damage (after a gc every named chunk is used, every pack mostly)
+vmback -q gc --repo p
 rm -rf dm; cp -a p dm; cp p.sums dm.sums
 id=$(chunk_ids dm | head -1)
 read -r key off len < <(chunk_loc dm "$id")
