@@ -148,7 +148,10 @@ class Campaign:
         self.w = tempfile.mkdtemp(prefix="vmback-faults.", dir=self.a.workdir or None)
         self.repo = os.path.join(self.w, "repo")
         self.vmx = "ds/v/v.vmx"
-        self.ok(["-q", "repo", "init", "--chunk-size", "256K", self.repo])
+        init = ["-q", "repo", "init", "--chunk-size", "256K", self.repo]
+        if self.a.pack_size:
+            init += ["--pack-size", self.a.pack_size]
+        self.ok(init)
         m = self.a.mib             # size of the larger disks
         self.sizes = {"scsi0:0": m * MIB, "scsi0:1": m // 2 * MIB}
         self.ok(["-q", "vm", "create", self.vmx, "--disk", "%dM:vmfs" % m,
@@ -612,6 +615,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="30 faults (CI)")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--ops", default="", help="comma-separated subset of " + ",".join(OPS))
+    ap.add_argument("--pack-size", default="",
+                    help="a packed repository with packs of this size (e.g. 1M)")
     ap.add_argument("--disk-mib", dest="mib", type=int, default=None,
                     help="size of the VM's first disk and of the disk image (8; --quick 4)")
     ap.add_argument("--vmback", default=os.environ.get("VMBACK", "build/vmback"))
