@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <zlib.h>
 
+#include "common/le.h"
 #include "fuzz-repo.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -43,14 +44,6 @@ decode_one (const struct repo_keys *k, const uint8_t *id, const uint8_t *b,
   return r;
 }
 
-/* Write a little-endian u32. */
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
 /* The blob's CRC field recomputed over header bytes 0..15, the id (for
  * version 2) and the payload. */
 static void
@@ -61,7 +54,7 @@ fix_crc (uint8_t *b, size_t len, const uint8_t *id)
   if (b[4] == 2)
     c = crc32 (c, id, REPO_ID_LEN);
   c = crc32_z (c, b + HDR, len - HDR);
-  put32 (b + 16, (uint32_t) c);
+  le32_put (b + 16, (uint32_t) c);
 }
 
 /* Encrypt the body of an encrypted blob in place under k's enc_key with
@@ -133,7 +126,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     if (!b)
       abort ();
     memcpy (b, blob, len);
-    put32 (b + 12, (uint32_t) (len - HDR));
+    le32_put (b + 12, (uint32_t) (len - HDR));
     bool is_enc = (b[5] & 2) != 0;
     fix_crc (b, len, id);
     decode_one (is_enc ? &enc : &plain, id, b, len, cap);

@@ -36,6 +36,7 @@
 #include <libdeflate.h>
 #include <zstd.h>
 
+#include "common/le.h"
 #include "repo-int.h"
 
 #define CHUNK_MAGIC       "VBC1"
@@ -57,23 +58,6 @@
 #define OFF_PLAIN_LEN     8
 #define OFF_PAYLOAD_LEN   12
 #define OFF_CRC           16
-
-/* Little-endian helpers (the repository layer does not use vdisk-int.h). */
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t) v;
-  p[1] = (uint8_t) (v >> 8);
-  p[2] = (uint8_t) (v >> 16);
-  p[3] = (uint8_t) (v >> 24);
-}
-
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
-}
 
 /* CRC32 (zlib's, computed by libdeflate with carry-less multiplies)
  * stored in a blob: header bytes 0..15, the id when id is not NULL
@@ -253,8 +237,8 @@ chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
   b[OFF_VERSION] = CHUNK_VERSION;
   b[OFF_FLAGS] = flags;
   b[OFF_RESERVED] = b[OFF_RESERVED + 1] = 0;
-  put32 (b + OFF_PLAIN_LEN, (uint32_t) len);
-  put32 (b + OFF_PAYLOAD_LEN, (uint32_t) payload_len);
+  le32_put (b + OFF_PLAIN_LEN, (uint32_t) len);
+  le32_put (b + OFF_PAYLOAD_LEN, (uint32_t) payload_len);
 
   if (enc) {
     if (RAND_bytes (payload, CHUNK_NONCE_LEN) != 1) {
@@ -270,7 +254,7 @@ chunk_encode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
                      hex);
     }
   }
-  put32 (b + OFF_CRC, blob_crc (b, id, payload, payload_len));
+  le32_put (b + OFF_CRC, blob_crc (b, id, payload, payload_len));
 
   size_t total = CHUNK_HDR_SIZE + payload_len;
   if (total + 4096 < cap) {
@@ -306,7 +290,7 @@ crc_ok (const uint8_t id[REPO_ID_LEN], const uint8_t *blob, uint32_t payload_len
 {
   bool v2 = blob[OFF_VERSION] == CHUNK_VERSION;
   return blob_crc (blob, v2 ? id : NULL, blob + CHUNK_HDR_SIZE, payload_len)
-    == get32 (blob + OFF_CRC);
+    == le32_get (blob + OFF_CRC);
 }
 
 /* Record that a blob failed to decode: "CRC mismatch" when its stored
@@ -366,12 +350,12 @@ decode (const struct repo_keys *k, const uint8_t id[REPO_ID_LEN],
     return damaged (err, hex, "%s blob in an %s repository",
                     enc ? "encrypted" : "unencrypted",
                     k->encrypted ? "encrypted" : "unencrypted");
-  uint32_t plain_len = get32 (blob + OFF_PLAIN_LEN);
+  uint32_t plain_len = le32_get (blob + OFF_PLAIN_LEN);
   if (plain_len > CHUNK_MAX_SIZE || plain_len > cap)
     return damaged (err, hex, "claims %" PRIu32 " bytes, more than the "
                     "%zu expected", plain_len, cap < CHUNK_MAX_SIZE ? cap
                     : (size_t) CHUNK_MAX_SIZE);
-  uint32_t payload_len = get32 (blob + OFF_PAYLOAD_LEN);
+  uint32_t payload_len = le32_get (blob + OFF_PAYLOAD_LEN);
   if (payload_len != blob_len - CHUNK_HDR_SIZE)
     return damaged (err, hex, "payload of %" PRIu32 " bytes but the "
                     "blob holds %zu", payload_len, blob_len - CHUNK_HDR_SIZE);

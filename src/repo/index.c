@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "vmback/vdisk.h"
+#include "common/le.h"
 #include "repo/repo-int.h"
 
 #define INDEX_MAGIC        "VBIX"
@@ -41,38 +42,6 @@
 #define OFF_FLAGS       12
 #define OFF_DISK_SIZE   16
 #define OFF_N           24
-
-/* Little-endian helpers (kept local: the repository does not depend on
- * the vdisk internals). */
-static uint32_t
-get32 (const uint8_t *b)
-{
-  return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16
-    | (uint32_t) b[3] << 24;
-}
-
-/* Read a u64. */
-static uint64_t
-get64 (const uint8_t *b)
-{
-  return (uint64_t) get32 (b) | (uint64_t) get32 (b + 4) << 32;
-}
-
-/* Write a u32. */
-static void
-put32 (uint8_t *b, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
-
-/* Write a u64. */
-static void
-put64 (uint8_t *b, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
 
 /* True when cs is a chunk size the repository accepts. */
 static bool
@@ -183,11 +152,11 @@ index_encode (const struct repo_keys *k, const struct repo_index *ix,
     return vb_errno (err, ENOMEM, "cannot encode index of %" PRIu64 " chunks",
                      ix->n);
   memcpy (b + OFF_MAGIC, INDEX_MAGIC, 4);
-  put32 (b + OFF_VERSION, INDEX_VERSION);
-  put32 (b + OFF_CHUNK_SIZE, ix->chunk_size);
-  put32 (b + OFF_FLAGS, 0);
-  put64 (b + OFF_DISK_SIZE, ix->disk_size);
-  put64 (b + OFF_N, ix->n);
+  le32_put (b + OFF_VERSION, INDEX_VERSION);
+  le32_put (b + OFF_CHUNK_SIZE, ix->chunk_size);
+  le32_put (b + OFF_FLAGS, 0);
+  le64_put (b + OFF_DISK_SIZE, ix->disk_size);
+  le64_put (b + OFF_N, ix->n);
   if (ids_len > 0)
     memcpy (b + INDEX_HDR_SIZE, ix->ids, ids_len);
   crypto_mac (k, b, INDEX_HDR_SIZE + ids_len, b + INDEX_HDR_SIZE + ids_len);
@@ -211,7 +180,7 @@ index_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
   if (memcmp (buf + OFF_MAGIC, INDEX_MAGIC, 4) != 0)
     return vb_err (err, EBADMSG, "index '%s' is not an index (bad magic)",
                    name);
-  uint32_t version = get32 (buf + OFF_VERSION);
+  uint32_t version = le32_get (buf + OFF_VERSION);
   if (version != INDEX_VERSION)
     return vb_err (err, ENOTSUP, "index '%s' has version %" PRIu32
                    ", this vmback reads version %u", name, version,
@@ -231,20 +200,20 @@ index_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
 
   /* Authenticated, but a key holder (or a bug) may still have written
    * nonsense: check every field on its own anyway. */
-  uint32_t flags = get32 (buf + OFF_FLAGS);
+  uint32_t flags = le32_get (buf + OFF_FLAGS);
   if (flags & ~INDEX_FLAGS_KNOWN)
     return vb_err (err, ENOTSUP, "index '%s' uses unsupported flags 0x%" PRIx32,
                    name, flags);
-  uint32_t chunk_size = get32 (buf + OFF_CHUNK_SIZE);
+  uint32_t chunk_size = le32_get (buf + OFF_CHUNK_SIZE);
   if (!chunk_size_ok (chunk_size))
     return vb_err (err, EBADMSG, "index '%s' has a bad chunk size %" PRIu32,
                    name, chunk_size);
-  uint64_t disk_size = get64 (buf + OFF_DISK_SIZE);
+  uint64_t disk_size = le64_get (buf + OFF_DISK_SIZE);
   if (disk_size > VDISK_MAX_SIZE)
     return vb_err (err, EBADMSG, "index '%s' has a disk size of %" PRIu64
                    " bytes, over the limit of %" PRIu64, name, disk_size,
                    VDISK_MAX_SIZE);
-  uint64_t n = get64 (buf + OFF_N);
+  uint64_t n = le64_get (buf + OFF_N);
   if (n != chunk_count (disk_size, chunk_size))
     return vb_err (err, EBADMSG, "index '%s' lists %" PRIu64 " chunks for a "
                    "disk of %" PRIu64 " bytes in chunks of %" PRIu32, name, n,

@@ -28,6 +28,7 @@
 
 #include <libdeflate.h>
 
+#include "common/le.h"
 #include "repo-int.h"
 
 #define PIDX_MAGIC "VMBPKIX1"
@@ -37,33 +38,6 @@
 #define PACK_MAGIC "VMBPACK1"
 #define PACK_TENTRY 44u
 #define PACK_FOOTER 16u
-
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put64 (uint8_t *p, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-         | (uint32_t) p[3] << 24;
-}
-
-static uint64_t
-get64 (const uint8_t *p)
-{
-  return (uint64_t) get32 (p) | (uint64_t) get32 (p + 4) << 32;
-}
 
 /* Release a decoded or built pack index. */
 void
@@ -90,18 +64,18 @@ packidx_encode (const struct repo_keys *k, const struct packidx *px, uint8_t **o
   if (!b)
     return vb_errno (err, ENOMEM, "pack index");
   memcpy (b, PIDX_MAGIC, 8);
-  put32 (b + 8, px->npacks);
-  put32 (b + 12, 0);
-  put64 (b + 16, px->n);
+  le32_put (b + 8, px->npacks);
+  le32_put (b + 12, 0);
+  le64_put (b + 16, px->n);
   uint8_t *p = b + PIDX_HEADER;
   for (uint32_t i = 0; i < px->npacks; i++, p += REPO_ID_LEN)
     memcpy (p, px->packs[i], REPO_ID_LEN);
   for (uint64_t i = 0; i < px->n; i++, p += PIDX_ENTRY) {
     const struct packidx_entry *e = &px->v[i];
     memcpy (p, e->id, REPO_ID_LEN);
-    put32 (p + 32, e->pack);
-    put32 (p + 36, e->len);
-    put64 (p + 40, e->off);
+    le32_put (p + 32, e->pack);
+    le32_put (p + 36, e->len);
+    le64_put (p + 40, e->off);
   }
   crypto_mac (k, b, (size_t) size - PIDX_MAC, p);
   *out = b;
@@ -122,10 +96,10 @@ packidx_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
   if (!crypto_equal (mac, buf + len - PIDX_MAC, PIDX_MAC))
     return vb_err (err, EBADMSG, "pack index '%s' is damaged or not of this "
                    "repository (authentication failed)", what);
-  uint32_t np = get32 (buf + 8);
-  uint64_t n = get64 (buf + 16);
+  uint32_t np = le32_get (buf + 8);
+  uint64_t n = le64_get (buf + 16);
   /* sizes from the object itself: checked against its length before use */
-  if (get32 (buf + 12) != 0 || n > len / PIDX_ENTRY || np > len / REPO_ID_LEN
+  if (le32_get (buf + 12) != 0 || n > len / PIDX_ENTRY || np > len / REPO_ID_LEN
       || PIDX_HEADER + (uint64_t) np * REPO_ID_LEN + n * PIDX_ENTRY + PIDX_MAC != len)
     return vb_err (err, EBADMSG, "pack index '%s' is damaged: %" PRIu32 " packs and "
                    "%" PRIu64 " entries do not fill its %zu bytes", what, np, n, len);
@@ -143,15 +117,15 @@ packidx_decode (const struct repo_keys *k, const uint8_t *buf, size_t len,
   for (uint64_t i = 0; i < n; i++, p += PIDX_ENTRY) {
     struct packidx_entry *e = &px->v[i];
     memcpy (e->id, p, REPO_ID_LEN);
-    e->pack = get32 (p + 32);
-    e->len = get32 (p + 36);
-    e->off = get64 (p + 40);
+    e->pack = le32_get (p + 32);
+    e->len = le32_get (p + 36);
+    e->off = le64_get (p + 40);
     if (e->pack >= np || e->len == 0 || e->len > CHUNK_BLOB_MAX
         || e->off > REPO_MAX_OBJECT - e->len) {
       packidx_free (px);
       return vb_err (err, EBADMSG, "pack index '%s' is damaged: entry %" PRIu64
                      " (pack %" PRIu32 ", %" PRIu64 "+%" PRIu32 ") is impossible",
-                     what, i, get32 (p + 32), get64 (p + 40), get32 (p + 36));
+                     what, i, le32_get (p + 32), le64_get (p + 40), le32_get (p + 36));
     }
   }
   return 0;
@@ -172,11 +146,11 @@ pack_trailer_write (const struct packidx_entry *v, size_t n, uint8_t *out)
   uint8_t *p = out;
   for (size_t i = 0; i < n; i++, p += PACK_TENTRY) {
     memcpy (p, v[i].id, REPO_ID_LEN);
-    put64 (p + 32, v[i].off);
-    put32 (p + 40, v[i].len);
+    le64_put (p + 32, v[i].off);
+    le32_put (p + 40, v[i].len);
   }
-  put32 (p, (uint32_t) n);
-  put32 (p + 4, (uint32_t) libdeflate_crc32 (0, out, n * PACK_TENTRY));
+  le32_put (p, (uint32_t) n);
+  le32_put (p + 4, (uint32_t) libdeflate_crc32 (0, out, n * PACK_TENTRY));
   memcpy (p + 8, PACK_MAGIC, 8);
 }
 
@@ -192,13 +166,13 @@ pack_trailer_read (const uint8_t *pack, size_t len, const char *what,
   if (len < PACK_FOOTER || memcmp (pack + len - 8, PACK_MAGIC, 8) != 0)
     return vb_err (err, EBADMSG, "pack '%s' is damaged: no pack trailer", what);
   const uint8_t *f = pack + len - PACK_FOOTER;
-  uint64_t cnt = get32 (f);
+  uint64_t cnt = le32_get (f);
   if (cnt > (len - PACK_FOOTER) / PACK_TENTRY)
     return vb_err (err, EBADMSG, "pack '%s' is damaged: its trailer claims %" PRIu64
                    " blobs", what, cnt);
   size_t tsize = (size_t) cnt * PACK_TENTRY;
   const uint8_t *t = f - tsize;
-  if ((uint32_t) libdeflate_crc32 (0, t, tsize) != get32 (f + 4))
+  if ((uint32_t) libdeflate_crc32 (0, t, tsize) != le32_get (f + 4))
     return vb_err (err, EBADMSG, "pack '%s' is damaged: trailer CRC mismatch", what);
   struct packidx_entry *v = malloc ((cnt ? cnt : 1) * sizeof *v);
   if (!v)
@@ -206,8 +180,8 @@ pack_trailer_read (const uint8_t *pack, size_t len, const char *what,
   uint64_t data_end = len - pack_trailer_size ((size_t) cnt);
   for (size_t i = 0; i < cnt; i++, t += PACK_TENTRY) {
     memcpy (v[i].id, t, REPO_ID_LEN);
-    v[i].off = get64 (t + 32);
-    v[i].len = get32 (t + 40);
+    v[i].off = le64_get (t + 32);
+    v[i].len = le32_get (t + 40);
     v[i].pack = 0;
     if (v[i].len == 0 || v[i].len > CHUNK_BLOB_MAX || v[i].off > data_end
         || v[i].len > data_end - v[i].off) {

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "engine/engine-int.h"
+#include "common/le.h"
 #include "point-export.h"
 
 #define OV_MAGIC "VBOVERL1"
@@ -255,40 +256,16 @@ read_base (struct point_export *pe, uint8_t *out, uint64_t count, uint64_t off,
 
 /* ---- the overlay ----------------------------------------------------------- */
 
-/* Little-endian stores and loads for the bitmap header. */
-static void
-put_le32 (uint8_t *p, uint32_t v)
-{
-  for (int k = 0; k < 4; k++)
-    p[k] = (uint8_t) (v >> (8 * k));
-}
-
-static void
-put_le64 (uint8_t *p, uint64_t v)
-{
-  for (int k = 0; k < 8; k++)
-    p[k] = (uint8_t) (v >> (8 * k));
-}
-
-static uint64_t
-get_le64 (const uint8_t *p)
-{
-  uint64_t v = 0;
-  for (int k = 7; k >= 0; k--)
-    v = v << 8 | p[k];
-  return v;
-}
-
 /* The bitmap header this export expects (docs/serve.md). */
 static void
 map_header (const struct point_export *pe, uint8_t h[OV_HEADER])
 {
   memset (h, 0, OV_HEADER);
   memcpy (h, OV_MAGIC, 8);
-  put_le32 (h + 8, PE_OVERLAY_BLOCK);
-  put_le32 (h + 12, OV_HEADER);
-  put_le64 (h + 16, pe->size);
-  put_le64 (h + 24, pe->nblocks);
+  le32_put (h + 8, PE_OVERLAY_BLOCK);
+  le32_put (h + 12, OV_HEADER);
+  le64_put (h + 16, pe->size);
+  le64_put (h + 24, pe->nblocks);
   snprintf ((char *) h + 32, 128, "%s", pe_point_id (pe));
   snprintf ((char *) h + 160, 64, "%s", pe_disk_key (pe));
 }
@@ -336,7 +313,7 @@ overlay_load_map (struct point_export *pe, const char *map, struct vb_error *err
     return vb_err (err, EINVAL, "overlay '%s' belongs to disk %.64s of point %.128s "
                    "(%llu bytes), not to disk %s of point %s", pe->ov_path,
                    (const char *) got + 160, (const char *) got + 32,
-                   (unsigned long long) get_le64 (got + 16), pe_disk_key (pe),
+                   (unsigned long long) le64_get (got + 16), pe_disk_key (pe),
                    pe_point_id (pe));
   int rc = vio_pread (pe->map_fd, pe->bitmap, blen, OV_HEADER);
   if (rc < 0)

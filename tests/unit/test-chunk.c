@@ -26,6 +26,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "common/le.h"
 #include "repo/repo-int.h"
 
 #define HDR 20u
@@ -90,20 +91,6 @@ now (void)
   return (double) ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static uint32_t
-get32 (const uint8_t *p)
-{
-  return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16
-    | (uint32_t) p[3] << 24;
-}
-
-static void
-put32 (uint8_t *p, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    p[i] = (uint8_t) (v >> (8 * i));
-}
-
 /* The CRC of a blob of chunk id as docs/FORMAT-chunks.md defines it:
  * version 2 covers the id, version 1 does not. */
 static uint32_t
@@ -121,7 +108,7 @@ zlib_crc (const uint8_t *b, size_t len, const uint8_t id[32])
 static void
 fix_crc (uint8_t *b, size_t len, const uint8_t id[32])
 {
-  put32 (b + 16, zlib_crc (b, len, id));
+  le32_put (b + 16, zlib_crc (b, len, id));
 }
 
 /* Encode data with keys k (asserting success), returning the blob. */
@@ -198,11 +185,11 @@ roundtrip (const struct repo_keys *k, const uint8_t *data, size_t len,
   assert_true (blen >= HDR);
   assert_memory_equal (blob, "VBC1", 4);
   assert_int_equal (blob[4], 2);
-  assert_int_equal (get32 (blob + 16), zlib_crc (blob, blen, id));
+  assert_int_equal (le32_get (blob + 16), zlib_crc (blob, blen, id));
   bool expect_zstd = zstd < 0 ? (blob[5] & 1) != 0 : zstd == 1;
   assert_int_equal (blob[5], (expect_zstd ? 1 : 0) | (k->encrypted ? 2 : 0));
-  assert_int_equal (get32 (blob + 8), len);
-  assert_int_equal (get32 (blob + 12), blen - HDR);
+  assert_int_equal (le32_get (blob + 8), len);
+  assert_int_equal (le32_get (blob + 12), blen - HDR);
   if (!expect_zstd)
     assert_int_equal (blen, HDR + len + (k->encrypted ? 28 : 0));
   else
@@ -377,7 +364,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
     snprintf (what, sizeof what, "truncated to %zu", l);
     expect_damaged (k, id, m, l, CHUNK_MAX_SIZE, what);
     if (l >= HDR) {
-      put32 (m + 12, (uint32_t) (l - HDR));
+      le32_put (m + 12, (uint32_t) (l - HDR));
       fix_crc (m, l, id);
       snprintf (what, sizeof what, "truncated to %zu, lengths fixed", l);
       expect_damaged (k, id, m, l, CHUNK_MAX_SIZE, what);
@@ -388,7 +375,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
     memcpy (m, blob, blen);
     memset (m + blen, 0, extra);
     expect_damaged (k, id, m, blen + extra, CHUNK_MAX_SIZE, "extended");
-    put32 (m + 12, (uint32_t) (blen + extra - HDR));
+    le32_put (m + 12, (uint32_t) (blen + extra - HDR));
     fix_crc (m, blen + extra, id);
     expect_damaged (k, id, m, blen + extra, CHUNK_MAX_SIZE,
                     "extended, lengths fixed");
@@ -398,7 +385,7 @@ damage_all (const struct repo_keys *k, const uint8_t *data, size_t len)
                                      0xffffffff };
   for (size_t i = 0; i < 3; i++) {
     memcpy (m, blob, blen);
-    put32 (m + 8, claims[i]);
+    le32_put (m + 8, claims[i]);
     fix_crc (m, blen, id);
     expect_damaged (k, id, m, blen, (size_t) -1, "huge plain length");
   }
@@ -568,8 +555,8 @@ craft (uint8_t flags, uint32_t plain_len, const void *body, size_t body_len,
   b[4] = 1;
   b[5] = flags;
   b[6] = b[7] = 0;
-  put32 (b + 8, plain_len);
-  put32 (b + 12, (uint32_t) body_len);
+  le32_put (b + 8, plain_len);
+  le32_put (b + 12, (uint32_t) body_len);
   memcpy (b + HDR, body, body_len);
   fix_crc (b, HDR + body_len, NULL);
   *blen = HDR + body_len;
@@ -617,7 +604,7 @@ test_zip_bomb (void **state)
   size_t fcs_len = (size_t[]) { 1, 2, 4, 8 }[fhd >> 6];
   assert_true (fhd & 0x20);             /* single segment */
   assert_int_equal (fcs_len, 4);        /* 100000 needs 4 bytes */
-  put32 (z + 5, 4000);
+  le32_put (z + 5, 4000);
   assert_int_equal (ZSTD_getFrameContentSize (z, zl), 4000);
   b = craft (1, 4000, z, zl, &blen);
   expect_damaged (&kp, id, b, blen, CHUNK_MAX_SIZE, "lying frame header");

@@ -25,6 +25,7 @@
 #include <openssl/hmac.h>
 
 #include "vmback/vdisk.h"
+#include "common/le.h"
 #include "repo/repo-int.h"
 
 #define HDR 32u
@@ -32,30 +33,6 @@
 #define MiB (UINT64_C (1) << 20)
 
 static struct repo_keys keys;
-
-/* Little-endian stores/loads for patching headers. */
-static void
-put32 (uint8_t *b, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
-
-static void
-put64 (uint8_t *b, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
-
-static uint64_t
-get64 (const uint8_t *b)
-{
-  uint64_t v = 0;
-  for (int i = 7; i >= 0; i--)
-    v = v << 8 | b[i];
-  return v;
-}
 
 /* HMAC-SHA-256 with OpenSSL directly (independent of crypto.c).  No
  * cmocka assertion here: it also runs in a forked child. */
@@ -305,11 +282,11 @@ decode_header (uint32_t version, uint32_t cs, uint32_t flags, uint64_t size,
   if (b == NULL)
     abort ();
   memcpy (b, "VBIX", 4);
-  put32 (b + 4, version);
-  put32 (b + 8, cs);
-  put32 (b + 12, flags);
-  put64 (b + 16, size);
-  put64 (b + 24, n);
+  le32_put (b + 4, version);
+  le32_put (b + 8, cs);
+  le32_put (b + 12, flags);
+  le64_put (b + 16, size);
+  le64_put (b + 24, n);
   remac (b, len);
   struct repo_index ix;
   vb_err_clear (e);
@@ -440,7 +417,7 @@ test_oversized_buffer (void **state)
   assert_non_null (b);
   memset (b, 0, 64);
   memcpy (b, "VBIX", 4);
-  put32 (b + 4, 1);
+  le32_put (b + 4, 1);
   struct repo_index ix;
   struct vb_error e = { 0 };
   assert_int_equal (index_decode (&keys, b, len, "o", &ix, &e), -EFBIG);
@@ -502,7 +479,7 @@ test_n_high_bits (void **state)
   size_t len;
   struct vb_error e = { 0 };
   assert_int_equal (index_encode (&keys, &ix, &buf, &len, &e), 0);
-  put64 (buf + 24, get64 (buf + 24) + (UINT64_C (1) << 32));
+  le64_put (buf + 24, le64_get (buf + 24) + (UINT64_C (1) << 32));
   remac (buf, len);
   assert_int_equal (index_decode (&keys, buf, len, "n", &back, &e), -EBADMSG);
   index_free (&ix);

@@ -23,6 +23,7 @@
 #include <openssl/hmac.h>
 #include <zlib.h>
 
+#include "common/le.h"
 #include "repo/repo-int.h"
 
 #define HDR 24u            /* pack index header */
@@ -35,38 +36,6 @@
 static struct repo_keys keys;
 
 /* --- helpers ----------------------------------------------------------- */
-
-/* Little-endian stores and loads for building and patching objects:
- * store 32 bits. */
-static void
-put32 (uint8_t *b, uint32_t v)
-{
-  for (int i = 0; i < 4; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
-
-/* Store 64 bits. */
-static void
-put64 (uint8_t *b, uint64_t v)
-{
-  for (int i = 0; i < 8; i++)
-    b[i] = (uint8_t) (v >> (8 * i));
-}
-
-/* Load 32 bits. */
-static uint32_t
-get32 (const uint8_t *b)
-{
-  return (uint32_t) b[0] | (uint32_t) b[1] << 8 | (uint32_t) b[2] << 16
-         | (uint32_t) b[3] << 24;
-}
-
-/* Load 64 bits. */
-static uint64_t
-get64 (const uint8_t *b)
-{
-  return (uint64_t) get32 (b) | (uint64_t) get32 (b + 4) << 32;
-}
 
 /* Recompute the trailing MAC of a pack index of len bytes with the
  * repository's own crypto_mac. */
@@ -186,17 +155,17 @@ test_layout (void **state)
   size_t len;
   encode_sample (&px, &buf, &len);
   assert_memory_equal (buf, "VMBPKIX1", 8);
-  assert_int_equal (get32 (buf + 8), 3);
-  assert_int_equal (get32 (buf + 12), 0);
-  assert_int_equal (get64 (buf + 16), 7);
+  assert_int_equal (le32_get (buf + 8), 3);
+  assert_int_equal (le32_get (buf + 12), 0);
+  assert_int_equal (le64_get (buf + 16), 7);
   for (uint32_t p = 0; p < 3; p++)
     assert_memory_equal (buf + HDR + p * PID, px.packs[p], PID);
   for (uint64_t i = 0; i < 7; i++) {
     const uint8_t *q = buf + HDR + 3 * PID + i * ENT;
     assert_memory_equal (q, px.v[i].id, 32);
-    assert_int_equal (get32 (q + 32), px.v[i].pack);
-    assert_int_equal (get32 (q + 36), px.v[i].len);
-    assert_int_equal (get64 (q + 40), px.v[i].off);
+    assert_int_equal (le32_get (q + 32), px.v[i].pack);
+    assert_int_equal (le32_get (q + 36), px.v[i].len);
+    assert_int_equal (le64_get (q + 40), px.v[i].off);
   }
   uint8_t mac[32];
   unsigned int ml = 32;
@@ -344,11 +313,11 @@ expect_bad_entry (uint64_t i, int f, uint64_t v)
   encode_sample (&px, &buf, &len);
   uint8_t *q = buf + HDR + 3 * PID + i * ENT;
   if (f == 0)
-    put32 (q + 32, (uint32_t) v);
+    le32_put (q + 32, (uint32_t) v);
   else if (f == 1)
-    put32 (q + 36, (uint32_t) v);
+    le32_put (q + 36, (uint32_t) v);
   else
-    put64 (q + 40, v);
+    le64_put (q + 40, v);
   remac (buf, len);
   char needle[32];
   snprintf (needle, sizeof needle, "entry %" PRIu64 " ", i);
@@ -392,9 +361,9 @@ expect_bad_counts (uint32_t np, uint32_t reserved, uint64_t n, size_t newlen)
   uint8_t *b = calloc (1, newlen);
   assert_non_null (b);
   memcpy (b, buf, newlen < len - MAC ? newlen : len - MAC);
-  put32 (b + 8, np);
-  put32 (b + 12, reserved);
-  put64 (b + 16, n);
+  le32_put (b + 8, np);
+  le32_put (b + 12, reserved);
+  le64_put (b + 16, n);
   remac (b, newlen);
   expect_reject (b, newlen, EBADMSG, "do not fill");
   free (b);
@@ -447,8 +416,8 @@ test_bad_counts (void **state)
     size_t l;
     struct vb_error e = { 0 };
     encode_sample (&px, &buf, &l);
-    put32 (buf + 8, 6);
-    put64 (buf + 16, 5);
+    le32_put (buf + 8, 6);
+    le64_put (buf + 16, 5);
     remac (buf, l);
     assert_int_equal (packidx_decode (&keys, buf, l, "packidx/x", &back, &e), 0);
     assert_int_equal (back.npacks, 6);
@@ -518,7 +487,7 @@ static void
 fix_crc (uint8_t *pack, size_t len, size_t n)
 {
   uint8_t *f = pack + len - FOOT;
-  put32 (f + 4, (uint32_t) crc32 (0, f - n * TENT, (uInt) (n * TENT)));
+  le32_put (f + 4, (uint32_t) crc32 (0, f - n * TENT, (uInt) (n * TENT)));
 }
 
 /* Write then read back; the bytes are as documented. */
@@ -535,12 +504,12 @@ test_trailer_round_trip (void **state)
   const uint8_t *t = p + len - pack_trailer_size (5);
   for (size_t i = 0; i < 5; i++) {
     assert_memory_equal (t + i * TENT, v[i].id, 32);
-    assert_int_equal (get64 (t + i * TENT + 32), v[i].off);
-    assert_int_equal (get32 (t + i * TENT + 40), v[i].len);
+    assert_int_equal (le64_get (t + i * TENT + 32), v[i].off);
+    assert_int_equal (le32_get (t + i * TENT + 40), v[i].len);
   }
   const uint8_t *f = p + len - FOOT;
-  assert_int_equal (get32 (f), 5);
-  assert_int_equal (get32 (f + 4), (uint32_t) crc32 (0, t, 5 * TENT));
+  assert_int_equal (le32_get (f), 5);
+  assert_int_equal (le32_get (f + 4), (uint32_t) crc32 (0, t, 5 * TENT));
   assert_memory_equal (f + 8, "VMBPACK1", 8);
   /* read back */
   struct packidx_entry *back;
@@ -608,9 +577,9 @@ test_trailer_crc (void **state)
   expect_trailer_reject (p, len, "CRC mismatch");
   p[len - FOOT + 4] ^= 1;
   /* one blob fewer or more claimed: the CRC covers other bytes */
-  put32 (p + len - FOOT, 2);
+  le32_put (p + len - FOOT, 2);
   expect_trailer_reject (p, len, "CRC mismatch");
-  put32 (p + len - FOOT, 4);
+  le32_put (p + len - FOOT, 4);
   expect_trailer_reject (p, len, "CRC mismatch");
   free (p);
 }
@@ -627,15 +596,15 @@ test_trailer_count_too_large (void **state)
   uint32_t most = (uint32_t) ((len - FOOT) / TENT);
   static const uint32_t extra[] = { 1, 2, 1000, 1u << 28 };
   for (size_t i = 0; i < sizeof extra / sizeof *extra; i++) {
-    put32 (p + len - FOOT, most + extra[i]);
+    le32_put (p + len - FOOT, most + extra[i]);
     expect_trailer_reject (p, len, "claims");
   }
-  put32 (p + len - FOOT, UINT32_MAX);
+  le32_put (p + len - FOOT, UINT32_MAX);
   expect_trailer_reject (p, len, "claims");
   /* a footer alone claiming one blob */
   uint8_t f[FOOT];
   pack_trailer_write (NULL, 0, f);
-  put32 (f, 1);
+  le32_put (f, 1);
   expect_trailer_reject (f, FOOT, "claims");
   free (p);
 }
@@ -650,9 +619,9 @@ expect_bad_blob (size_t i, int f, uint64_t val)
   uint8_t *p = make_pack (3, v, &len);
   uint8_t *q = p + len - pack_trailer_size (3) + i * TENT;
   if (f == 0)
-    put64 (q + 32, val);
+    le64_put (q + 32, val);
   else
-    put32 (q + 40, (uint32_t) val);
+    le32_put (q + 40, (uint32_t) val);
   fix_crc (p, len, 3);
   expect_trailer_reject (p, len, "lies outside the pack");
   free (p);
@@ -686,8 +655,8 @@ test_trailer_blob_outside (void **state)
   /* sanity: a blob ending exactly at the trailer is fine */
   p = make_pack (3, v, &len);
   uint8_t *q = p + len - pack_trailer_size (3);
-  put64 (q + 32, 0);
-  put32 (q + 40, (uint32_t) data_end);
+  le64_put (q + 32, 0);
+  le32_put (q + 40, (uint32_t) data_end);
   fix_crc (p, len, 3);
   struct packidx_entry *back;
   size_t n;
