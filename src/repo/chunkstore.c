@@ -52,7 +52,7 @@ struct cs_pack {
 struct cs_sealed {
   uint32_t pack;
   struct packidx_entry *v;
-  size_t n;
+  size_t n, cap;
 };
 
 struct chunkstore {
@@ -137,12 +137,6 @@ random_id (uint8_t id[REPO_ID_LEN], struct vb_error *err)
   if (getrandom (id, REPO_ID_LEN, 0) != (ssize_t) REPO_ID_LEN)
     return vb_errno (err, errno, "cannot make a random pack id");
   return 0;
-}
-
-static void
-hex_of (const uint8_t id[REPO_ID_LEN], char out[2 * REPO_ID_LEN + 1])
-{
-  hex_encode (id, REPO_ID_LEN, out);
 }
 
 /* ---- the chunk table ----------------------------------------------------- */
@@ -473,7 +467,7 @@ write_packidx (struct chunkstore *cs, const struct cs_sealed *s, size_t ns,
   if (rc == 0 && (rc = random_id (rid, err)) == 0
       && (rc = packidx_encode (cs->k, &px, &buf, &len, err)) == 0) {
     char hex[2 * REPO_ID_LEN + 1];
-    hex_of (rid, hex);
+    hex_encode (rid, REPO_ID_LEN, hex);
     snprintf (key_out, key_len, PIDX_PREFIX "%s", hex);
     rc = cs->b->ops->put (cs->b, key_out, buf, len, REPO_PUT_EXCL, err);
   }
@@ -682,7 +676,7 @@ static int
 missing (const uint8_t id[REPO_ID_LEN], struct vb_error *err)
 {
   char hex[2 * REPO_ID_LEN + 1];
-  hex_of (id, hex);
+  hex_encode (id, REPO_ID_LEN, hex);
   return vb_err (err, ENOENT, "chunk %s is missing from the repository", hex);
 }
 
@@ -711,7 +705,7 @@ get_packed (struct chunkstore *cs, const uint8_t id[REPO_ID_LEN], uint8_t **blob
   rc = cs->b->ops->get_range (cs->b, key, at.off, at.len, blob, &ge);
   if (rc == -ENOENT) {
     char hex[2 * REPO_ID_LEN + 1];
-    hex_of (id, hex);
+    hex_encode (id, REPO_ID_LEN, hex);
     return vb_err (err, ENOENT, "chunk %s is missing from the repository: its pack "
                    "'%s' does not exist", hex, key);
   }
@@ -841,9 +835,11 @@ struct gc {
   struct chunkstore_gc_stats *st;
   struct vb_error *err;
   int rc;
-  char (*orphans)[128];               /* packed: packs no index names */
-  uint64_t *orphan_size;
-  size_t norphans, orphans_cap, osize_cap;
+  struct orphan {                     /* packed: packs no index names */
+    char key[128];
+    uint64_t size;
+  } *orphans;
+  size_t norphans, orphans_cap;
 };
 
 /* list callback: delete a loose chunk nothing references. */
@@ -882,14 +878,13 @@ gc_pack_one (void *opaque, const char *key, uint64_t size)
     return 0;
   }
   if (grow_array ((void **) &g->orphans, &g->orphans_cap, g->norphans + 1,
-                  sizeof *g->orphans) < 0
-      || grow_array ((void **) &g->orphan_size, &g->osize_cap, g->norphans + 1,
-                     sizeof *g->orphan_size) < 0) {
+                  sizeof *g->orphans) < 0) {
     g->rc = vb_errno (g->err, ENOMEM, "gc");
     return 1;
   }
-  snprintf (g->orphans[g->norphans], sizeof g->orphans[0], "%s", key);
-  g->orphan_size[g->norphans++] = size;
+  struct orphan *o = &g->orphans[g->norphans++];
+  snprintf (o->key, sizeof o->key, "%s", key);
+  o->size = size;
   return 0;
 }
 
@@ -931,7 +926,7 @@ gc_plan (struct gc *g)
   }
   for (size_t i = 0; i < g->norphans; i++) {
     g->st->packs_deleted++;
-    g->st->bytes_deleted += g->orphan_size[i];
+    g->st->bytes_deleted += g->orphans[i].size;
   }
 }
 
@@ -993,7 +988,7 @@ gc_write_index (struct gc *g, char (**keep)[128], size_t *nkeep)
       if (cs->packs[e->pack].fate != FATE_KEEP) {
         /* a live chunk left in a pack about to go: stop before deleting */
         char hex[2 * REPO_ID_LEN + 1];
-        hex_of (e->id, hex);
+        hex_encode (e->id, REPO_ID_LEN, hex);
         rc = vb_err (g->err, EIO, "gc: live chunk %s was not moved out of its pack; "
                      "nothing deleted", hex);
         break;
@@ -1007,14 +1002,9 @@ gc_write_index (struct gc *g, char (**keep)[128], size_t *nkeep)
         slot[e->pack] = (uint32_t) npk++;
       }
       struct cs_sealed *t = &pk[slot[e->pack]];
-      size_t tc = t->n;   /* capacity tracked as the next power of two */
-      if ((tc & (tc - 1)) == 0) {
-        void *nv = realloc (t->v, (tc ? 2 * tc : 1) * sizeof *t->v);
-        if (!nv) {
-          rc = vb_errno (g->err, ENOMEM, "gc");
-          break;
-        }
-        t->v = nv;
+      if (grow_array ((void **) &t->v, &t->cap, t->n + 1, sizeof *t->v) < 0) {
+        rc = vb_errno (g->err, ENOMEM, "gc");
+        break;
       }
       t->v[t->n++] = *e;
       taken++;
@@ -1100,7 +1090,7 @@ gc_packed (struct gc *g)
       rc = gc_del (g, key);
     }
   for (size_t i = 0; i < g->norphans && rc == 0; i++)
-    rc = gc_del (g, g->orphans[i]);
+    rc = gc_del (g, g->orphans[i].key);
   free (keep);
   /* the table still names deleted packs: load afresh when next used */
   pthread_mutex_lock (&cs->mu);
@@ -1125,6 +1115,5 @@ chunkstore_gc (struct chunkstore *cs, chunkstore_live_fn live, void *opaque, boo
   } else
     rc = gc_packed (&g);
   free (g.orphans);
-  free (g.orphan_size);
   return rc;
 }
