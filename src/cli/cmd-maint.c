@@ -176,8 +176,10 @@ cmd_gc (struct cli *c, int argc, char **argv)
       printf ("usage: vmback gc [--repo R] [--dry-run]\n"
               "Deletes chunks no restore point references, the objects of points a\n"
               "killed backup left without a manifest, and (local repositories) the\n"
-              "temporary files of writes that never finished.  Takes the exclusive\n"
-              "lock.  --dry-run only counts.\n");
+              "temporary files of writes that never finished.  In a packed repository\n"
+              "(docs/FORMAT-packs.md) it deletes the packs no used chunk is in and packs\n"
+              "no pack index names, rewrites packs less than 3/4 used, and merges the\n"
+              "pack indexes into one.  Takes the exclusive lock.  --dry-run only counts.\n");
       return 0;
     } else return cli_usage_error ("gc: unknown option '%s'", argv[optind - 1]);
   }
