@@ -252,7 +252,9 @@ int chunkstore_get (struct chunkstore *cs, const uint8_t id[REPO_ID_LEN],
 /* Make every chunk put so far durable and findable (before anything that
  * references them is written). */
 int chunkstore_flush (struct chunkstore *cs, struct vb_error *err);
-/* Call fn for every chunk (id and blob size); non-zero from fn stops. */
+/* Call fn for every chunk (id and blob size); non-zero from fn stops.
+ * In a packed store fn runs under the store's lock: it must not call
+ * back into the store. */
 typedef int (*chunkstore_list_fn) (void *opaque, const uint8_t id[REPO_ID_LEN],
                                    uint64_t size);
 int chunkstore_list (struct chunkstore *cs, chunkstore_list_fn fn, void *opaque,

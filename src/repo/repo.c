@@ -456,7 +456,7 @@ repo_init (const char *path, const struct repo_init_opts *o,
 
   /* the usual directories, so the layout is visible from the start
    * (the backend creates them on demand anyway) */
-  static const char *const dirs[] = { "chunks", "snapshots", "locks" };
+  const char *const dirs[] = { pack ? "packs" : "chunks", "snapshots", "locks" };
   for (size_t i = 0; !s3 && i < sizeof dirs / sizeof dirs[0]; i++) {
     char d[4096];
     snprintf (d, sizeof d, "%s/%s", path, dirs[i]);

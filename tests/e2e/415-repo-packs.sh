@@ -49,6 +49,7 @@ vmback -q repo init --chunk-size 256K --pack-size 1M p
 vmback repo info --repo p | grep -q "^pack size: *1048576"
 vmback -q repo init --chunk-size 256K l
 [ "$(info l format)" -eq 1 ]; [ "$(info l pack-size)" -eq 0 ]
+[ -d p/packs ]; [ ! -e p/chunks ]; [ -d l/chunks ]; [ ! -e l/packs ]
 
 # ---- backup, restore, verify, dedup
 mkpattern d.raw $((6 << 20)) "$SEED"
