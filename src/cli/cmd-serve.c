@@ -421,6 +421,33 @@ prefer_aes_gcm (void)
     close (fd);
 }
 
+/* The global S3 options (--s3-endpoint, --s3-ca, --s3-path-style) were
+ * taken by this process; the plugin in nbdkit reads its S3 settings from
+ * the environment, so hand them on there (they win over what the
+ * environment said, as they do here).  Without this an endpoint given as
+ * an option would be ignored by the server, which would then ask AWS. */
+static int
+export_s3_options (void)
+{
+  const struct repo_s3_options *o = repo_s3_options ();
+  char *ca = o->ca_file ? realpath (o->ca_file, NULL) : NULL;
+  int rc = 0;
+  if (o->ca_file && !ca) {
+    fprintf (stderr, "vmback: serve: cannot read CA file '%s': %s\n", o->ca_file,
+             strerror (errno));
+    return -1;
+  }
+  if ((o->endpoint && (setenv ("AWS_ENDPOINT_URL_S3", o->endpoint, 1) < 0
+                       || setenv ("AWS_ENDPOINT_URL", o->endpoint, 1) < 0))
+      || (ca && setenv ("AWS_CA_BUNDLE", ca, 1) < 0)
+      || (o->path_style && setenv ("VMBACK_S3_PATH_STYLE", "1", 1) < 0)) {
+    fprintf (stderr, "vmback: serve: cannot pass the S3 options on: %s\n", strerror (errno));
+    rc = -1;
+  }
+  free (ca);
+  return rc;
+}
+
 /* vmback serve: check, then become nbdkit. */
 int
 cmd_serve (struct cli *c, int argc, char **argv)
@@ -449,6 +476,8 @@ cmd_serve (struct cli *c, int argc, char **argv)
     fprintf (stderr, "vmback: serve: out of memory\n");
     goto out;
   }
+  if (export_s3_options () < 0)
+    goto out;
   const char *nbdkit = getenv ("VMBACK_NBDKIT");
   nbdkit = nbdkit && *nbdkit ? nbdkit : "nbdkit";
   struct argv_buf a = { .n = 0 };

@@ -2,6 +2,8 @@
 # Repositories on S3, against a real single-node Ceph RGW (tests/s3/ceph-fixture.sh):
 #  - init (the bucket is created), plain and encrypted; a second init is refused;
 #  - backup full + incremental, list, restore (sha256), verify, prune, gc;
+#  - serve exports a point (ranged GETs of packs), with the endpoint given
+#    as --s3-endpoint;
 #  - locks: a running backup (SIGSTOPped) keeps gc out; a lock of another
 #    host is stale only once its "expires" time has passed;
 #  - repo copy local -> S3 (re-encrypted) and S3 -> local, restores from the
@@ -78,6 +80,29 @@ vmback -q restore "${ids[1]}" r2.vmdk; vmback disk read r2.vmdk | cmp - s2.raw
 vmback verify
 s3keys plain/snapshots/ | grep -q "/manifest$"
 [ "$(s3keys plain/locks/ | wc -l)" -eq 0 ]            # every lock released
+
+# ---- serve: a point of the packed repository over NBD (chunks read with
+# ranged GETs), the endpoint given as an option (the server must use it:
+# the environment names a port where nothing listens)
+PLUGIN=$(dirname "$VMBACK")/nbdkit-vmback.so
+if command -v nbdcopy > /dev/null && [ -f "$PLUGIN" ]; then
+  EP=$AWS_ENDPOINT_URL
+  AWS_ENDPOINT_URL=http://127.0.0.1:9 "$VMBACK" --s3-endpoint "$EP" serve d@latest \
+    --unix "$T/s.sock" > serve.out 2> serve.err &
+  SPID=$!
+  cleanup_fn "kill $SPID 2>/dev/null"
+  for _ in $(seq 300); do
+    [ -s serve.out ] && break
+    kill -0 "$SPID" 2>/dev/null || { cat serve.err; exit 1; }
+    sleep 0.1
+  done
+  nbdcopy "nbd+unix:///?socket=$T/s.sock" served.raw
+  cmp served.raw s2.raw
+  kill "$SPID"; wait "$SPID" || true
+  [ "$(s3keys plain/locks/ | wc -l)" -eq 0 ]          # its shared lock is gone
+else
+  echo "serve on S3 not checked: nbdcopy or the nbdkit plugin is missing"
+fi
 
 # ---- encrypted repository on S3
 export VMBACK_PASSPHRASE=e2e-secret
