@@ -3,7 +3,8 @@
  * Reads split at chunk boundaries; each piece comes from the overlay when
  * its 64 KiB block was written, else from the point: a zero chunk is
  * zeros, any other chunk is fetched and decoded once and then served from
- * a small LRU cache of decoded chunks (a bounded array; lookups scan it).
+ * a cache of decoded chunks (lru.c: hashed lookups, the least recently
+ * used chunk replaced).
  * A chunk is fetched by one thread at a time: others wanting it wait for
  * that load instead of decoding it again (multi-conn clients and parallel
  * requests often ask for pieces of one chunk at once).
@@ -29,19 +30,16 @@
 
 #include "engine/engine-int.h"
 #include "common/le.h"
+#include "lru.h"
 #include "point-export.h"
 
 #define OV_MAGIC "VBOVERL1"
 #define OV_HEADER 512u           /* bitmap starts here */
-#define MAX_CACHE_CHUNKS 4096u
 
-/* One decoded chunk in the cache. */
+/* One decoded chunk in the cache: the contents of an lru slot. */
 struct cache_entry {
-  uint64_t idx;                  /* chunk number */
   const uint8_t *data;           /* decoded bytes; NULL = free or loading */
   uint8_t *mem;                  /* the allocation data points into */
-  uint64_t used;                 /* LRU clock of the last use */
-  bool loading;                  /* a thread is fetching idx into this slot */
 };
 
 struct point_export {
@@ -54,8 +52,9 @@ struct point_export {
 
   pthread_mutex_t mu;            /* cache */
   pthread_cond_t loaded;         /* a slot finished loading */
-  struct cache_entry *cache;
-  uint64_t ncache, clock, hits, misses;
+  struct lru *lru;               /* chunk number -> slot */
+  struct cache_entry *cache;     /* by slot */
+  uint64_t ncache, hits, misses;
 
   pthread_rwlock_t ov;           /* overlay */
   int ov_fd, map_fd;             /* -1 = read-only */
@@ -151,36 +150,6 @@ fetch_chunk (struct point_export *pe, uint64_t i, struct cache_entry *e, struct 
   return 0;
 }
 
-/* The entry holding or loading chunk i, or NULL (mu held). */
-static struct cache_entry *
-cache_find (struct point_export *pe, uint64_t i)
-{
-  for (uint64_t k = 0; k < pe->ncache; k++) {
-    struct cache_entry *e = &pe->cache[k];
-    if ((e->data || e->loading) && e->idx == i)
-      return e;
-  }
-  return NULL;
-}
-
-/* A slot to load into: a free one, else the least recently used loaded
- * one (its chunk is dropped); NULL when every slot is loading (mu held). */
-static struct cache_entry *
-cache_victim (struct point_export *pe)
-{
-  struct cache_entry *v = NULL;
-  for (uint64_t k = 0; k < pe->ncache; k++) {
-    struct cache_entry *e = &pe->cache[k];
-    if (e->loading)
-      continue;
-    if (!e->data)
-      return e;
-    if (!v || e->used < v->used)
-      v = e;
-  }
-  return v;
-}
-
 /* Copy [a, a+n) of non-zero chunk i into out: from the cache, else
  * fetched once (threads wanting a chunk being loaded wait for it) and
  * kept in the cache. */
@@ -189,24 +158,22 @@ chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t
             struct vb_error *err)
 {
   pthread_mutex_lock (&pe->mu);
-  struct cache_entry *e;
-  while ((e = cache_find (pe, i)) && e->loading)
+  uint32_t s;
+  while ((s = lru_find (pe->lru, i)) != LRU_NONE && lru_taken (pe->lru, s))
     pthread_cond_wait (&pe->loaded, &pe->mu);
-  if (e) {
-    memcpy (out, e->data + a, n);
-    e->used = ++pe->clock;
+  if (s != LRU_NONE) {
+    memcpy (out, pe->cache[s].data + a, n);
+    lru_touch (pe->lru, s);
     pe->hits++;
     pthread_mutex_unlock (&pe->mu);
     return 0;
   }
   pe->misses++;
-  struct cache_entry *slot = cache_victim (pe);
-  if (slot) {
-    free (slot->mem);
-    slot->mem = NULL;
-    slot->data = NULL;
-    slot->idx = i;
-    slot->loading = true;
+  bool evicted;
+  s = lru_take (pe->lru, i, &evicted);   /* LRU_NONE: every slot is loading */
+  if (evicted) {
+    free (pe->cache[s].mem);
+    pe->cache[s] = (struct cache_entry) { 0 };
   }
   pthread_mutex_unlock (&pe->mu);
 
@@ -216,14 +183,12 @@ chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t
   if (rc == 0)
     memcpy (out, got.data + a, n);
   pthread_mutex_lock (&pe->mu);
-  if (slot) {
-    slot->loading = false;
+  if (s != LRU_NONE) {
     if (rc == 0) {
-      slot->data = got.data;
-      slot->mem = got.mem;
-      slot->used = ++pe->clock;
+      pe->cache[s] = got;
       got.mem = NULL;
     }
+    lru_release (pe->lru, s, rc == 0);
     pthread_cond_broadcast (&pe->loaded);
   }
   pthread_mutex_unlock (&pe->mu);
@@ -378,14 +343,16 @@ pick_disk (struct point_export *pe, const char *key, struct vb_error *err)
   return vb_err (err, ENOENT, "point %s has no disk '%s' (it has: %s)", pe->m->id, key, names);
 }
 
-/* Allocate the cache: cache_bytes / chunk size slots, at least one. */
+/* Allocate the cache: cache_bytes / chunk size slots, at least one and at
+ * most LRU_MAX_SLOTS (4 TiB of the smallest chunks). */
 static int
 cache_alloc (struct point_export *pe, uint64_t bytes, struct vb_error *err)
 {
   uint64_t n = (bytes ? bytes : PE_DEFAULT_CACHE) / pe->cs;
-  pe->ncache = n < 1 ? 1 : n > MAX_CACHE_CHUNKS ? MAX_CACHE_CHUNKS : n;
+  pe->ncache = n < 1 ? 1 : n > LRU_MAX_SLOTS ? LRU_MAX_SLOTS : n;
   pe->cache = calloc (pe->ncache, sizeof *pe->cache);
-  if (!pe->cache)
+  pe->lru = lru_new ((uint32_t) pe->ncache);
+  if (!pe->cache || !pe->lru)
     return vb_errno (err, ENOMEM, "cannot allocate the chunk cache");
   return 0;
 }
@@ -440,6 +407,7 @@ pe_close (struct point_export *pe, struct vb_error *err)
   for (uint64_t k = 0; pe->cache && k < pe->ncache; k++)
     free (pe->cache[k].mem);
   free (pe->cache);
+  lru_free (pe->lru);
   free (pe->bitmap);
   free (pe->ov_path);
   index_free (&pe->ix);
