@@ -34,7 +34,10 @@ read_hidden (const char *prompt)
   char *r = fgets (buf, sizeof buf, tty);
   if (restore)
     tcsetattr (fd, TCSAFLUSH, &old);
-  fprintf (tty, "\n");
+  /* the Enter typed was not echoed: end the prompt's line, with write(2)
+   * since the stream was last read (stdio needs a seek in between) */
+  ssize_t w = write (fd, "\n", 1);
+  (void) w;
   fclose (tty);
   if (!r)
     return NULL;

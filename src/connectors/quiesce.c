@@ -310,8 +310,7 @@ scan_hooks (struct quiesce_state *st, struct vb_error *err)
  out:
   closedir (d);
   if (st->n > 1)
-    if (st->n > 1)
-      qsort (st->hooks, st->n, sizeof *st->hooks, cmp_hook);
+    qsort (st->hooks, st->n, sizeof *st->hooks, cmp_hook);
   return r;
 }
 

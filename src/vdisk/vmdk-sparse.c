@@ -1454,8 +1454,7 @@ check_overlaps (struct checker *k)
   const char *name = ext_name (k->ext);
   uint64_t gs = k->s->h.grain;
   if (k->n_meta > 1)
-    if (k->n_meta > 1)
-      qsort (k->meta, k->n_meta, sizeof *k->meta, cmp_area);
+    qsort (k->meta, k->n_meta, sizeof *k->meta, cmp_area);
   for (size_t i = 1; i < k->n_meta; i++) {
     struct area *a = &k->meta[i - 1], *b = &k->meta[i];
     if (b->start < a->start + a->len)
@@ -1467,8 +1466,7 @@ check_overlaps (struct checker *k)
     problem (k, false, "'%s' has more grains than fit in the file: grains "
              "overlap", name);
   if (k->n_grains > 1)
-    if (k->n_grains > 1)
-      qsort (k->grains, k->n_grains, sizeof *k->grains, cmp_u32);
+    qsort (k->grains, k->n_grains, sizeof *k->grains, cmp_u32);
   for (size_t i = 1; i < k->n_grains; i++)
     if (k->grains[i] < k->grains[i - 1] + gs)
       problem (k, false, "two grains of '%s' overlap at sector %u", name,

@@ -427,7 +427,9 @@ test_damaged_files (void **state)
   }
   /* Extra byte at the end. */
   memcpy (f, good, len);
-  f = realloc (f, len + 1);
+  uint8_t *g = realloc (f, len + 1);
+  assert_non_null (g);
+  f = g;
   f[len] = 0;
   spit (path, f, len + 1);
   assert_non_null (strstr (judge (size, 3), "corrupt file"));
