@@ -14,7 +14,7 @@
 #       durable when it exits, the others' data is still in the page cache)
 #   (4) peak RSS of vmback backup for the 2 GiB disk and for a 64 GiB sparse
 #       disk holding the same data, and their time ratio
-# Prints seconds, ratios against the issue's targets and PASS/FAIL.  Every
+# Prints seconds, ratios against vmback's targets and PASS/FAIL.  Every
 # restore is compared byte for byte with the source (a mismatch is reported).
 #
 # usage: bench/backup.sh [BUILD]          (BUILD: vmback build dir, default build)

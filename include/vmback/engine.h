@@ -1,5 +1,5 @@
 /* vmback engine: backup, restore, verify, prune and gc against a
- * repository (SEED-DIGEST §7, §8).  Disk images are the first source;
+ * repository (docs/CLI.md).  Disk images are the first source;
  * VMs (connectors) reuse the same steps per disk. */
 #ifndef VMBACK_ENGINE_H
 #define VMBACK_ENGINE_H
@@ -42,7 +42,7 @@ int engine_backup_disk (struct repo *r, const char *disk_path,
                         const struct engine_backup_opts *o,
                         struct manifest *out, struct vb_error *err);
 
-/* Back up a whole VM (SEED-DIGEST §7) through its connector (source is
+/* Back up a whole VM (docs/CLI.md, "backup VMX") through its connector (source is
  * what vb_connector_find claims, e.g. a .vmx path): delete snapshots left
  * by an interrupted run, save the configuration with the point, take a
  * snapshot (quiesced when asked), back up every disk of the snapshot as
@@ -97,7 +97,7 @@ struct engine_vm_inplace_result {
   struct engine_inplace_result disk[64];
   bool config_restored;      /* the point's configuration was put in place */
 };
-/* Restore a VM point into the existing, powered-off VM source (§8): the
+/* Restore a VM point into the existing, powered-off VM source (docs/CLI.md, "restore --in-place"): the
  * configuration (the VM's current disk files kept; not with one_disk),
  * then a snapshot S, every disk's changes since the point written back
  * into the new top layer, and S deleted, which merges them into the

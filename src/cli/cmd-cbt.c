@@ -1,4 +1,4 @@
-/* vmback cbt: changed block tracking of a disk (SEED-DIGEST §4). */
+/* vmback cbt: changed block tracking of a disk (docs/CTK.md). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>

@@ -1,4 +1,4 @@
-/* vmback vm: a VMware-style VM directory (SEED-DIGEST §1): NAME.vmx,
+/* vmback vm: a VMware-style VM directory (docs/vmx-vmsd.md): NAME.vmx,
  * NAME.vmsd, NAME.nvram and, per disk, a descriptor, its extent(s) and
  * optionally a -ctk.vmdk.  `vm create` makes one, `vm info` describes
  * one (settings, disks through the disk library, snapshot tree) and
@@ -682,7 +682,7 @@ note_stray (void *opaque, const char *desc, const char *file)
 }
 
 /* Delta files in dir whose descriptor `X-NNNNNN.vmdk` is not in `used`:
- * left over by a failed snapshot delete (SEED-DIGEST §2.2, §2.3).  Names
+ * left over by a failed snapshot delete (docs/snapshots.md).  Names
  * go into the json array `out`. */
 static int
 find_stray_deltas (const char *dir, const struct fileset *used, json_object *out,

@@ -167,7 +167,7 @@ vmx_snap_create (struct vb_connector *c, const char *name, const char *descripti
   return r;
 }
 
-/* Delete one snapshot (merging as §2.2 says). */
+/* Delete one snapshot (merging as docs/snapshots.md says). */
 static int
 vmx_snap_delete (struct vb_connector *c, const char *id, struct vb_error *err)
 {

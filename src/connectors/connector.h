@@ -62,7 +62,7 @@ struct vb_connector_ops {
   /* Disks of the current state; free with vb_vm_disks_free. */
   int (*list_disks) (struct vb_connector *c, struct vb_vm_disk **disks, size_t *n,
                      struct vb_error *err);
-  /* Snapshots (SEED-DIGEST §2): create with a quiescing mode, delete one
+  /* Snapshots (docs/snapshots.md): create with a quiescing mode, delete one
    * (by id), delete all, revert, consolidate leftovers (merge layers no
    * snapshot explains, remove files nothing uses; returns how many delta
    * files went, 0 when the VM needed nothing). */
@@ -82,7 +82,7 @@ struct vb_connector_ops {
    * must be in text (-ENOENT otherwise) and keeps its current file. */
   int (*set_config) (struct vb_connector *c, const char *text, size_t len,
                      struct vb_error *err);
-  /* Change tracking as of a snapshot (§4): areas changed after change_id
+  /* Change tracking as of a snapshot (docs/CTK.md): areas changed after change_id
    * ("*" = all allocated areas) from start, and the snapshot's changeId. */
   int (*changed_areas) (struct vb_connector *c, const char *snapshot, const char *disk,
                         const char *change_id, uint64_t start,

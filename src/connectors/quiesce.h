@@ -1,5 +1,4 @@
-/* vmback: quiescing with freeze/thaw hook scripts (SEED-DIGEST §5,
- * docs/quiesce.md).
+/* vmback: quiescing with freeze/thaw hook scripts (docs/quiesce.md).
  *
  * The hooks of a VM live in one directory (by default
  * <vmdir>/<NAME>.vmback/freeze.d/ next to <vmdir>/<NAME>.vmx).  Executable

@@ -1,5 +1,5 @@
-/* vmback: consolidation of a VM directory's disk layers (SEED-DIGEST
- * §2.2, §2.3; docs/snapshots.md).
+/* vmback: consolidation of a VM directory's disk layers
+ * (docs/snapshots.md).
  *
  * The layers of a VM form a forest: every disk of the .vmx and of every
  * snapshot in the .vmsd names a top layer, and each layer names its

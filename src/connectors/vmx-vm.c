@@ -312,7 +312,7 @@ vmx_vm_find_snapshot (const struct vmx_vm *vm, const char *name, uint32_t *uid,
   return 0;
 }
 
-/* --- change tracking (§4) ---------------------------------------------- */
+/* --- change tracking --------------------------------------------------- */
 
 /* QueryChangedDiskAreas of a device as of a snapshot. */
 int

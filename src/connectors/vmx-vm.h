@@ -1,5 +1,5 @@
 /* vmback: a VMware-style VM directory and its snapshot manager
- * (SEED-DIGEST §2, docs/snapshots.md).
+ * (docs/snapshots.md).
  *
  * A VM is NAME.vmx (configuration, current disk leaves), NAME.vmsd (the
  * snapshot tree; each snapshot names the disk layer it froze), one .vmdk
@@ -7,7 +7,7 @@
  * the .vmx at snapshot time, restored by revert).
  *
  * Every operation keeps what the VM and each remaining snapshot read
- * byte-identical.  Deletes are two steps, as in §2.2: the snapshot leaves
+ * byte-identical.  Deletes are two steps, as in VMware: the snapshot leaves
  * the .vmsd first; then vmx_vm_consolidate() merges the layers nobody
  * references any more.  Each merge is journalled in NAME.vmback/journal
  * so that a process killed at any point leaves a VM that opens with the
@@ -93,7 +93,7 @@ int vmx_snapshot_create (struct vmx_vm *vm, const struct vmx_snapshot_opts *o,
                          struct vmx_snapshot_result *res, struct vb_error *err);
 
 /* Delete a snapshot: drop it from the .vmsd, then consolidate (the three
- * cases of §2.2 all follow from "merge layers nobody references"). */
+ * cases of docs/snapshots.md all follow from "merge layers nobody references"). */
 int vmx_snapshot_delete (struct vmx_vm *vm, uint32_t uid, vmx_progress_fn progress,
                          void *opaque, struct vb_error *err);
 
@@ -138,7 +138,7 @@ int vmx_vm_stray_files (const struct vmx_vm *vm, char ***names, size_t *n,
                         struct vb_error *err);
 
 /* Change tracking of a device's disk as of snapshot uid (0 = current):
- * QueryChangedDiskAreas and the changeId (§4: the interval ends at the
+ * QueryChangedDiskAreas and the changeId (docs/CTK.md: the interval ends at the
  * snapshot). */
 int vmx_vm_changed_areas (const struct vmx_vm *vm, uint32_t uid, const char *device,
                           const char *change_id, uint64_t start,

@@ -1,5 +1,5 @@
-/* vmback engine: back up a whole VM through its connector (SEED-DIGEST
- * §7), the disks of the snapshot read through a transport (transport.h:
+/* vmback engine: back up a whole VM through its connector (docs/CLI.md,
+ * "backup VMX"), the disks of the snapshot read through a transport (transport.h:
  * san, hotadd, nbd, nbdssl, or auto, the first of san, hotadd, nbd that
  * works; the modes used are recorded in the manifest).
  *

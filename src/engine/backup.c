@@ -1,5 +1,5 @@
-/* vmback engine: back up a disk image into a restore point (§7 steps 3-6
- * for one disk).
+/* vmback engine: back up a disk image into a restore point (the per-disk
+ * steps of a VM backup, for one disk).
  *
  * The point is a synthetic full: its index lists every chunk of the disk.
  * Chunks the change tracker says are unchanged since the previous point

@@ -1,4 +1,4 @@
-/* vmback engine: restore a VM point (SEED-DIGEST §8).
+/* vmback engine: restore a VM point (docs/CLI.md, "restore").
  *
  * To a new VM directory: the saved configuration with each disk's
  * fileName pointing at its restored file, every disk restored in full

@@ -1,4 +1,4 @@
-/* vmback engine: restore a disk of a point (§8).
+/* vmback engine: restore a disk of a point (docs/CLI.md, "restore").
  *
  * A full restore reads every non-zero chunk of the point (the index is a
  * synthetic full) and writes it at its offset; zero chunks are skipped on a

@@ -1,5 +1,5 @@
 /* vmback transports: how the bytes of a snapshot's disk reach the backup
- * (DESIGN.md; SEED-DIGEST §6).
+ * (docs/transports.md).
  *
  *   san     the chain's files read directly with vdisk
  *   hotadd  the disk attached to this host as a local block device (a

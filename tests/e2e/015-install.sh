@@ -1,7 +1,9 @@
 #!/bin/bash
 # `meson install`: vmback goes to bindir alone; its driver modules and
 # nbdkit plugins go to $libdir/vmback, where the installed binary finds them
-# (relative to itself, so an install staged with DESTDIR works as well).
+# (relative to itself, so an install staged with DESTDIR works as well);
+# the vmback(1) man page goes to $mandir/man1, renders without warnings,
+# has whatis's NAME line and a section for every command.
 . "$(dirname "$0")/functions.sh"
 requires meson
 
@@ -9,10 +11,10 @@ cd "$T"
 D=$T/dest
 meson install -C "$VMBACK_BUILD" --no-rebuild --destdir "$D" > "$T/install.log" 2>&1 ||
   { cat "$T/install.log"; false; }
-read -r prefix bindir libdir < <(meson introspect --buildoptions "$VMBACK_BUILD" |
+read -r prefix bindir libdir mandir < <(meson introspect --buildoptions "$VMBACK_BUILD" |
   python3 -c 'import json, sys
 o = {x["name"]: x["value"] for x in json.load(sys.stdin)}
-print(o["prefix"], o["bindir"], o["libdir"])')
+print(o["prefix"], o["bindir"], o["libdir"], o["mandir"])')
 BIN=$D$prefix/$bindir/vmback
 LIB=$D$prefix/$libdir/vmback
 [ "$(ls "$(dirname "$BIN")")" = vmback ]           # nothing else in bindir
@@ -43,3 +45,22 @@ if [ -f "$VMBACK_BUILD/nbdkit-vmback-vdisk.so" ] && command -v nbdkit > /dev/nul
 else
   echo "# nbd part skipped: no nbdkit plugin was built, or nbdkit is missing"
 fi
+
+# the man page
+if [ -f "$VMBACK_BUILD/vmback.1" ] && command -v man > /dev/null; then
+  MAN=$D$prefix/$mandir/man1/vmback.1
+  [ -f "$MAN" ]
+  MANWIDTH=100 man --warnings -l "$MAN" > man.txt 2> man.err
+  [ ! -s man.err ] || { cat man.err; false; }
+  head -n 1 man.txt | grep -q "^vmback(1) "
+  for sec in NAME SYNOPSIS "GLOBAL OPTIONS" "EXIT STATUS"; do grep -q "^$sec\$" man.txt; done
+  for cmd in disk cbt repo backup list restore verify prune gc serve vm; do
+    grep -q "vmback $cmd " man.txt
+  done
+  if command -v lexgrog > /dev/null; then
+    lexgrog "$MAN" | grep -q '"vmback - image-level backup'
+  fi
+else
+  echo "# man page part skipped: lowdown (which makes it) or man is missing"
+fi
+echo "015-install OK"

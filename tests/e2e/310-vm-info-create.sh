@@ -1,5 +1,5 @@
 #!/bin/bash
-# vm create / vm info: a VM directory as on a datastore (SEED-DIGEST §1):
+# vm create / vm info: a VM directory as on a datastore (docs/vmx-vmsd.md):
 # NAME.vmx + NAME.vmsd + NAME.nvram + per disk descriptor, extent, -ctk.
 # Disks are read back by qemu-img (which we did not write), the .vmx by
 # grep, and vm info --json is checked field by field.  Opening a VM for a
@@ -35,7 +35,7 @@ qemu-img check -q -f vmdk $D/web01.vmdk
 qemu-img info --output=json $D/web01_1.vmdk > q1.json
 [ "$(jget q1.json 'j["virtual-size"]')" = 33554432 ]
 [ "$(jget q1.json 'j["format-specific"]["data"]["create-type"]')" = vmfs ]
-# the ESXi descriptor names its flat extent and tracker (SEED-DIGEST §1)
+# the ESXi descriptor names its flat extent and tracker
 grep -q '^RW 65536 VMFS "web01_1-flat.vmdk"' $D/web01_1.vmdk
 grep -q '^changeTrackPath="web01_1-ctk.vmdk"' $D/web01_1.vmdk
 # new disks read as zeros

@@ -3,8 +3,8 @@
 # an ESXi-style (vmfs + vmfsSparse) and a hosted (monolithicSparse) disk:
 # a scripted sequence and a random one checked against a model of the
 # bytes of every disk and snapshot after every step, read by vmback and by
-# qemu-img (SEED-DIGEST §2); change tracking across snapshots (§4);
-# quiescing hooks (§5); bad input changes nothing.
+# qemu-img (docs/snapshots.md); change tracking across snapshots;
+# quiescing hooks (docs/quiesce.md); bad input changes nothing.
 . "$(dirname "$0")/functions.sh"
 requires qemu-img python3
 cd "$T"
@@ -22,7 +22,7 @@ steps=8
 python3 "$HERE/vm_snapshot_model.py" "$VMBACK" "$T/random" --seed 5 --steps random:$steps \
   | tail -1 | grep -q "steps checked"
 
-# --- the files of a snapshot (§2.1) ---------------------------------------
+# --- the files of a snapshot ---------------------------------------------
 vmback vm create ds/a/a.vmx --disk 16M:vmfs --disk 16M --ctk
 V=ds/a/a.vmx
 vmback vm snapshot create $V first --description "before the upgrade"
@@ -43,7 +43,7 @@ assert j['current'] == 1 and j['snapshots'][0]['name'] == 'first', j
 assert j['snapshots'][0]['consistency'] == 'crash', j"
 vmback vm snapshot list $V | grep -q '^\* 1 "first".*(current)'
 
-# --- change tracking follows the snapshot (§4) ----------------------------
+# --- change tracking follows the snapshot ---------------------------------
 c0=$(vmback cbt changeid ds/a/a.vmdk)
 [ "$(vmback cbt changeid ds/a/a-000001.vmdk)" = "$c0" ]
 mkpattern w.bin 65536 3
@@ -130,7 +130,7 @@ expect_fail "in use by another vmback process" vmback vm snapshot create $C two
 exec 9>&-
 vmback vm snapshot delete $C one
 
-# --- quiescing (§5) ----------------------------------------------------------
+# --- quiescing --------------------------------------------------------------
 vmback vm create ds/q/q.vmx --disk 2M
 Q=ds/q/q.vmx
 H=ds/q/q.vmback/freeze.d

@@ -2,7 +2,7 @@
 # Snapshot create/delete/delete-all/revert/consolidate killed (SIGKILL) at
 # each of their steps: the VM and every listed snapshot read the same
 # bytes, `vm snapshot consolidate` finishes the job, nothing is left over
-# (SEED-DIGEST §2.2 "two steps", §2.3).  tests/e2e/vm_snapshot_crash.py
+# (docs/snapshots.md).  tests/e2e/vm_snapshot_crash.py
 # lists the cases.
 . "$(dirname "$0")/functions.sh"
 requires python3

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Whole-VM backup and restore (SEED-DIGEST §7, §8) on a VM with an
+# Whole-VM backup and restore (docs/CLI.md) on a VM with an
 # ESXi-style (vmfs) and a hosted (monolithicSparse) disk with change
 # tracking:
 #  - a full backup, more writes, an incremental that reads only the

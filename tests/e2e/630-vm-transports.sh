@@ -1,5 +1,5 @@
 #!/bin/bash
-# Transports (SEED-DIGEST §6): the same VM backed up through san, hotadd,
+# Transports (docs/transports.md): the same VM backed up through san, hotadd,
 # nbd and nbdssl moves the same bytes; auto falls through san -> hotadd ->
 # nbd and records what it used; an incremental over nbd reads only the
 # changed chunks; nbdssl refuses a server without TLS and its export

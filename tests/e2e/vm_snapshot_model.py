@@ -170,7 +170,7 @@ class Harness:
 
     # --- scenarios -------------------------------------------------------------
     def script(self):
-        """The three delete cases of SEED-DIGEST §2.2, delete-all, revert and a
+        """The three delete cases (docs/snapshots.md), delete-all, revert and a
         branch off a reverted snapshot."""
         self.create_vm()
         self.write()
