@@ -28,28 +28,6 @@ SHA=$(sha256sum < d.raw | cut -d' ' -f1)
 vmback -q backup d.raw
 shaof () { sha256sum < "$1" | cut -d' ' -f1; }
 
-# serve_bg NAME ARGS...: a server in the background, waiting for its ready
-# line (the URI is its last word); PID_NAME and URI_NAME are set
-serve_bg () {
-  local name=$1 pid i
-  shift
-  "$VMBACK" serve "$@" > "$T/$name.out" 2> "$T/$name.err" &
-  pid=$!
-  cleanup_fn "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
-  for i in $(seq 300); do
-    [ -s "$T/$name.out" ] && break
-    if ! kill -0 "$pid" 2>/dev/null; then cat "$T/$name.err"; return 1; fi
-    sleep 0.1
-  done
-  cat "$T/$name.out" "$T/$name.err"
-  eval "PID_$name=$pid URI_$name=\$(awk '{print \$NF}' \"\$T/\$name.out\")"
-}
-stop () {   # SIGTERM, then wait for a clean exit
-  local pid
-  eval "pid=\$PID_$1"
-  kill "$pid"
-  wait "$pid" || true
-}
 nlocks () { find "$1/locks" -type f 2>/dev/null | wc -l; }
 
 # --- read-only export: map, bytes, compare, two readers --------------------
@@ -79,13 +57,13 @@ wait $cp1 && wait $cp2
 # read-only: writes are refused
 qemu-io -f raw -c 'write -P 0x11 0 4k' "$URI_a" 2>&1 | tee ro.txt
 grep -Eq "read-only|Read-only|denied|not permitted" ro.txt
-stop a; stop b
+serve_stop a; serve_stop b
 [ "$(nlocks repo)" -eq 0 ]
 # the socket file nbdkit leaves behind is reused; a live one is refused
 [ -S a.sock ]
 serve_bg a2 latest --unix "$T/a.sock"
 expect_fail "in use by a running server" vmback serve latest --unix "$T/a.sock"
-stop a2
+serve_stop a2
 
 # --- writable overlay -------------------------------------------------------
 serve_bg w latest --unix "$T/w.sock" --writable-overlay ov.raw
@@ -103,7 +81,7 @@ PY
 nbdinfo --map "$URI_w" | tee wmap.txt
 grep -Eq "^ *$((1 << 20)) +$((1441792 - (1 << 20))) +3 +hole,zero" wmap.txt
 grep -Eq "^ *1441792 +65536 +0 +data" wmap.txt
-stop w
+serve_stop w
 [ -f ov.raw.bitmap ]; [ "$(stat -c %s ov.raw)" -eq $((6 << 20)) ]
 # the repository is unchanged
 vmback verify
@@ -112,7 +90,7 @@ vmback -q restore latest r.raw
 # the overlay keeps its writes across a restart
 serve_bg w2 latest --unix "$T/w2.sock" --writable-overlay ov.raw
 qemu-io -f raw -c 'read -P 0xab 0 64k' -c 'read -P 0xcd 1500000 1000' "$URI_w2"
-stop w2
+serve_stop w2
 
 # --- encrypted repository over TLS with a pre-shared key --------------------
 export VMBACK_PASSPHRASE="serve-pass $SEED"
@@ -140,7 +118,7 @@ fi
 nbdinfo "nbd+unix:///?socket=$T/t.sock" && exit 1   # plaintext is refused
 tr '\0' ' ' < "/proc/$PID_t/cmdline" | grep -qF "$VMBACK_PASSPHRASE" && exit 1
 tr '\0' '\n' < "/proc/$PID_t/environ" | grep -qF "$VMBACK_PASSPHRASE" && exit 1
-stop t
+serve_stop t
 unset VMBACK_PASSPHRASE
 
 # --- a damaged chunk fails the read ----------------------------------------
@@ -159,7 +137,7 @@ qemu-io -r -f raw -c "read $badoff 4k" "$URI_x" 2>&1 | tee xio.txt
 grep -q "Input/output error" xio.txt
 goodoff=$(( badoff == 0 ? 262144 : 0 ))
 qemu-io -r -f raw -c "read -v $goodoff 16" "$URI_x" | grep -q "^[0-9a-f]*:"
-stop x
+serve_stop x
 
 # --- usage errors -----------------------------------------------------------
 expect_fail "exactly one of --unix" vmback serve latest

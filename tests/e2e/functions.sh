@@ -8,6 +8,9 @@
 #   s3_fixture           start a Ceph RGW for this test (tests/s3/ceph-fixture.sh),
 #                        stopped at exit; its AWS_* variables exported (skip when
 #                        Ceph cannot run here); FIXTURE names the script
+#   serve_bg NAME ARGS   `vmback serve ARGS` in the background, once it is
+#                        ready; sets PID_NAME and URI_NAME; killed at exit
+#   serve_stop NAME      SIGTERM that server and wait for it
 #   repo_url NAME        where a test's repository NAME lives: $T/NAME, or
 #                        NAME under $VMBACK_TEST_S3_REPO (tests/e2e/510-s3-suite.sh)
 #   repo_objects NAME    the object names of that repository, either way
@@ -77,6 +80,30 @@ r=random.Random(int(sys.argv[4]))
 fd=os.open(sys.argv[1],os.O_WRONLY|os.O_CREAT,0o644)
 os.pwrite(fd,r.randbytes(int(sys.argv[3])),int(sys.argv[2])); os.close(fd)
 " "$1" "$2" "$3" "$4"
+}
+
+# serve_bg NAME ARGS...: a server in the background, waiting for its ready
+# line (the URI is its last word); PID_NAME and URI_NAME are set
+serve_bg () {
+  local name=$1 pid i
+  shift
+  "$VMBACK" serve "$@" > "$T/$name.out" 2> "$T/$name.err" &
+  pid=$!
+  cleanup_fn "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+  for i in $(seq 300); do
+    [ -s "$T/$name.out" ] && break
+    if ! kill -0 "$pid" 2>/dev/null; then cat "$T/$name.err"; return 1; fi
+    sleep 0.1
+  done
+  cat "$T/$name.out" "$T/$name.err"
+  eval "PID_$name=$pid URI_$name=\$(awk '{print \$NF}' \"\$T/\$name.out\")"
+}
+# serve_stop NAME: SIGTERM, then wait for a clean exit
+serve_stop () {
+  local pid
+  eval "pid=\$PID_$1"
+  kill "$pid"
+  wait "$pid" || true
 }
 
 # A test's repository: a directory, or an S3 prefix when the suite runs
