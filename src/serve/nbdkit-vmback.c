@@ -11,6 +11,7 @@
  * before the socket is bound; the shared lock is taken after nbdkit's
  * fork (its refresher is a thread) and released at shutdown. */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -154,11 +155,28 @@ vb_after_fork (void)
   return 0;
 }
 
+/* At shutdown, unless quiet (no ready line asked for): how the cache did,
+ * one line on stderr, so that --cache can be sized from a real run. */
+static void
+print_cache_stats (void)
+{
+  struct pe_stats st;
+  if (!pe || !ready)
+    return;
+  pe_get_stats (pe, &st);
+  uint64_t reads = st.hits + st.misses;
+  fprintf (stderr, "vmback: serve: %" PRIu64 " chunk reads, %" PRIu64 " from the cache "
+           "(%.0f%%), %" PRIu64 " decoded; cache of %" PRIu64 " chunks, %" PRIu64 " held\n",
+           reads, st.hits, reads ? 100.0 * (double) st.hits / (double) reads : 0.0,
+           st.misses, st.capacity, st.cached);
+}
+
 /* Shutdown: flush the overlay, release the lock, close the repository. */
 static void
 vb_cleanup (void)
 {
   struct vb_error e = { 0 };
+  print_cache_stats ();
   if (pe_close (pe, &e) < 0)
     nbdkit_error ("%s", e.msg);
   pe = NULL;

@@ -59,6 +59,13 @@ qemu-io -f raw -c 'write -P 0x11 0 4k' "$URI_a" 2>&1 | tee ro.txt
 grep -Eq "read-only|Read-only|denied|not permitted" ro.txt
 serve_stop a; serve_stop b
 [ "$(nlocks repo)" -eq 0 ]
+# each says how its cache did: a (64 MiB) read the disk four times and
+# decoded each stored chunk once; b (room for one chunk) decoded them all
+stats () { sed -n 's/^vmback: serve: \([0-9]*\) chunk reads, \([0-9]*\) from the cache ([0-9]*%), \([0-9]*\) decoded; cache of \([0-9]*\) chunks, \([0-9]*\) held$/\1 \2 \3 \4 \5/p' "$1"; }
+read -r reads hits dec cap held < <(stats a.err)
+[ "$hits" -gt 0 ]; [ $((hits + dec)) -eq "$reads" ]; [ "$cap" -eq 256 ]; [ "$held" -eq "$dec" ]
+read -r reads hits dec2 cap held < <(stats b.err)
+[ "$dec2" -ge "$dec" ]; [ "$cap" -eq 1 ]; [ "$held" -eq 1 ]
 # the socket file nbdkit leaves behind is reused; a live one is refused
 [ -S a.sock ]
 serve_bg a2 latest --unix "$T/a.sock"
