@@ -1,23 +1,37 @@
-/* vmback: cache slots with hashed lookup and LRU replacement (lru.h).
+/* vmback: cache slots with hashed lookup and SLRU replacement (lru.h).
  *
- * Free and listed slots sit on one list, most recently used at the head.
- * Listed slots go to the head when kept or touched, free ones to the
- * tail, so the free slots are always the tail end of the list and the
- * tail is the slot to take: free if any is, else the least recently used.
- * Taken slots are on no list.  The hash table (linear probing, at most
- * half full, deletion by backward shift) maps the keys of listed and
- * taken slots to their slot numbers. */
+ * Two lists, most recently used at the head: probation and protected.
+ * Free slots sit on the probation list too: listed slots go to the head
+ * when kept or touched, free ones to the tail, so the free slots are
+ * always the tail end of probation and its tail is the slot to take:
+ * free if any is, else the least recently used on probation.  Only when
+ * probation is empty (every other slot protected or taken) is the
+ * protected tail taken.  Reuse moves a slot to the protected head; past
+ * PROTECTED_SHARE of the slots, the protected tail goes back to the
+ * probation head.  Taken slots are on no list.  The hash table (linear
+ * probing, at most half full, deletion by backward shift) maps the keys
+ * of listed and taken slots to their slot numbers. */
 #include <stdlib.h>
 
 #include "lru.h"
 
-enum { FREE, LISTED, TAKEN };
+enum { FREE, PROBATION, PROTECTED, TAKEN };
+enum { PROB, PROT };              /* the lists */
+
+/* at most 4/5 of the slots protected: probation keeps room for a scan's
+ * chunks to be read whole before they are replaced */
+#define PROTECTED_SHARE(n) ((uint32_t) ((uint64_t) (n) * 4 / 5))
+
+struct list {
+  uint32_t head, tail;           /* LRU_NONE when empty */
+};
 
 struct lru {
   uint32_t n;                    /* slots */
   uint32_t mask;                 /* hash table size - 1 */
   unsigned shift;                /* 64 - log2 (hash table size) */
-  uint32_t head, tail;           /* the list's ends (LRU_NONE when empty) */
+  struct list list[2];           /* probation, protected */
+  uint32_t nprot, maxprot;       /* protected slots now, at most */
   uint64_t *key;
   uint32_t *prev, *next;
   uint8_t *state;
@@ -31,48 +45,62 @@ home (const struct lru *l, uint64_t key)
   return (uint32_t) ((key * UINT64_C (0x9E3779B97F4A7C15)) >> l->shift);
 }
 
-/* ---- the list --------------------------------------------------------------- */
+/* ---- the lists -------------------------------------------------------------- */
 
-/* Take slot s off the list. */
+/* Take slot s off list t. */
 static void
-unlink_slot (struct lru *l, uint32_t s)
+unlink_slot (struct lru *l, int t, uint32_t s)
 {
+  struct list *li = &l->list[t];
   uint32_t p = l->prev[s], n = l->next[s];
   if (p != LRU_NONE)
     l->next[p] = n;
   else
-    l->head = n;
+    li->head = n;
   if (n != LRU_NONE)
     l->prev[n] = p;
   else
-    l->tail = p;
+    li->tail = p;
   l->prev[s] = l->next[s] = LRU_NONE;
 }
 
-/* Put slot s (on no list) at the head. */
+/* Put slot s (on no list) at the head of list t. */
 static void
-push_head (struct lru *l, uint32_t s)
+push_head (struct lru *l, int t, uint32_t s)
 {
+  struct list *li = &l->list[t];
   l->prev[s] = LRU_NONE;
-  l->next[s] = l->head;
-  if (l->head != LRU_NONE)
-    l->prev[l->head] = s;
+  l->next[s] = li->head;
+  if (li->head != LRU_NONE)
+    l->prev[li->head] = s;
   else
-    l->tail = s;
-  l->head = s;
+    li->tail = s;
+  li->head = s;
 }
 
-/* Put slot s (on no list) at the tail. */
+/* Put slot s (on no list) at the tail of list t. */
 static void
-push_tail (struct lru *l, uint32_t s)
+push_tail (struct lru *l, int t, uint32_t s)
 {
+  struct list *li = &l->list[t];
   l->next[s] = LRU_NONE;
-  l->prev[s] = l->tail;
-  if (l->tail != LRU_NONE)
-    l->next[l->tail] = s;
+  l->prev[s] = li->tail;
+  if (li->tail != LRU_NONE)
+    l->next[li->tail] = s;
   else
-    l->head = s;
-  l->tail = s;
+    li->head = s;
+  li->tail = s;
+}
+
+/* Move listed slot s to the head of list t (its state follows). */
+static void
+move_head (struct lru *l, int t, uint32_t s)
+{
+  int from = l->state[s] == PROTECTED ? PROT : PROB;
+  unlink_slot (l, from, s);
+  push_head (l, t, s);
+  l->nprot += (t == PROT) - (from == PROT);
+  l->state[s] = t == PROT ? PROTECTED : PROBATION;
 }
 
 /* ---- the hash table --------------------------------------------------------- */
@@ -141,7 +169,8 @@ lru_new (uint32_t n)
   l->n = n;
   l->mask = size - 1;
   l->shift = 64 - bits;
-  l->head = l->tail = LRU_NONE;
+  l->list[PROB] = l->list[PROT] = (struct list) { LRU_NONE, LRU_NONE };
+  l->maxprot = PROTECTED_SHARE (n);
   l->key = calloc (n, sizeof *l->key);
   l->prev = malloc (n * sizeof *l->prev);
   l->next = malloc (n * sizeof *l->next);
@@ -154,7 +183,7 @@ lru_new (uint32_t n)
   for (uint32_t i = 0; i < size; i++)
     l->tab[i] = LRU_NONE;
   for (uint32_t s = 0; s < n; s++)
-    push_tail (l, s);
+    push_tail (l, PROB, s);
   return l;
 }
 
@@ -180,29 +209,37 @@ lru_find (const struct lru *l, uint64_t key)
   return i == LRU_NONE ? LRU_NONE : l->tab[i];
 }
 
-/* Listed slot s becomes the most recently used. */
+/* Listed slot s becomes the most recently used of its segment; reuse
+ * protects it (lru.h). */
 void
-lru_touch (struct lru *l, uint32_t s)
+lru_touch (struct lru *l, uint32_t s, bool reuse)
 {
-  if (l->state[s] != LISTED || l->head == s)
-    return;
-  unlink_slot (l, s);
-  push_head (l, s);
+  if (l->state[s] == PROTECTED) {
+    move_head (l, PROT, s);
+  } else if (l->state[s] == PROBATION && (!reuse || l->maxprot == 0)) {
+    move_head (l, PROB, s);
+  } else if (l->state[s] == PROBATION) {
+    move_head (l, PROT, s);
+    if (l->nprot > l->maxprot)
+      move_head (l, PROB, l->list[PROT].tail);
+  }
 }
 
-/* Take the tail slot for key (lru.h). */
+/* Take a slot for key: the probation tail, else the protected tail. */
 uint32_t
 lru_take (struct lru *l, uint64_t key, bool *evicted)
 {
-  uint32_t s = l->tail;
+  int t = l->list[PROB].tail != LRU_NONE ? PROB : PROT;
+  uint32_t s = l->list[t].tail;
   *evicted = false;
   if (s == LRU_NONE)
     return LRU_NONE;
-  unlink_slot (l, s);
-  if (l->state[s] == LISTED) {
+  unlink_slot (l, t, s);
+  if (l->state[s] != FREE) {
     hash_del_at (l, hash_pos (l, l->key[s]));
     *evicted = true;
   }
+  l->nprot -= t == PROT;
   l->key[s] = key;
   l->state[s] = TAKEN;
   hash_put (l, s);
@@ -216,12 +253,12 @@ lru_release (struct lru *l, uint32_t s, bool keep)
   if (l->state[s] != TAKEN)
     return;
   if (keep) {
-    l->state[s] = LISTED;
-    push_head (l, s);
+    l->state[s] = PROBATION;
+    push_head (l, PROB, s);
   } else {
     hash_del_at (l, hash_pos (l, l->key[s]));
     l->state[s] = FREE;
-    push_tail (l, s);
+    push_tail (l, PROB, s);
   }
 }
 
@@ -230,4 +267,11 @@ bool
 lru_taken (const struct lru *l, uint32_t s)
 {
   return l->state[s] == TAKEN;
+}
+
+/* Slots protected now. */
+uint32_t
+lru_protected (const struct lru *l)
+{
+  return l->nprot;
 }

@@ -166,9 +166,10 @@ print_cache_stats (void)
   pe_get_stats (pe, &st);
   uint64_t reads = st.hits + st.misses;
   fprintf (stderr, "vmback: serve: %" PRIu64 " chunk reads, %" PRIu64 " from the cache "
-           "(%.0f%%), %" PRIu64 " decoded; cache of %" PRIu64 " chunks, %" PRIu64 " held\n",
+           "(%.0f%%), %" PRIu64 " decoded; cache of %" PRIu64 " chunks, %" PRIu64 " held, "
+           "%" PRIu64 " reused\n",
            reads, st.hits, reads ? 100.0 * (double) st.hits / (double) reads : 0.0,
-           st.misses, st.capacity, st.cached);
+           st.misses, st.capacity, st.cached, st.reused);
 }
 
 /* Shutdown: flush the overlay, release the lock, close the repository. */

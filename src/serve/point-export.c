@@ -3,8 +3,11 @@
  * Reads split at chunk boundaries; each piece comes from the overlay when
  * its 64 KiB block was written, else from the point: a zero chunk is
  * zeros, any other chunk is fetched and decoded once and then served from
- * a cache of decoded chunks (lru.c: hashed lookups, the least recently
- * used chunk replaced).
+ * a cache of decoded chunks (lru.c: hashed lookups, segmented LRU).  A
+ * read of parts of a cached chunk that were all read before, and not
+ * where the previous read of it ended, is reuse: it protects the chunk
+ * from being replaced by a scan (a first read of a chunk in pieces, even
+ * sequential small reads, is not reuse).
  * A chunk is fetched by one thread at a time: others wanting it wait for
  * that load instead of decoding it again (multi-conn clients and parallel
  * requests often ask for pieces of one chunk at once).
@@ -40,6 +43,8 @@
 struct cache_entry {
   const uint8_t *data;           /* decoded bytes; NULL = free or loading */
   uint8_t *mem;                  /* the allocation data points into */
+  uint64_t seen;                 /* parts (1/64 of the chunk each) read */
+  uint32_t next;                 /* where the last read of it ended */
 };
 
 struct point_export {
@@ -150,6 +155,16 @@ fetch_chunk (struct point_export *pe, uint64_t i, struct cache_entry *e, struct 
   return 0;
 }
 
+/* The parts (1/64 of a chunk each) that [a, a+n) of a chunk touches. */
+static uint64_t
+parts_of (const struct point_export *pe, uint32_t a, uint32_t n)
+{
+  uint32_t unit = (pe->cs + 63) / 64;
+  unsigned lo = a / unit, hi = (a + n - 1) / unit;
+  uint64_t upto = hi >= 63 ? UINT64_MAX : (UINT64_C (1) << (hi + 1)) - 1;
+  return upto & ~((UINT64_C (1) << lo) - 1);
+}
+
 /* Copy [a, a+n) of non-zero chunk i into out: from the cache, else
  * fetched once (threads wanting a chunk being loaded wait for it) and
  * kept in the cache. */
@@ -157,13 +172,18 @@ static int
 chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t *out,
             struct vb_error *err)
 {
+  uint64_t parts = parts_of (pe, a, n);
   pthread_mutex_lock (&pe->mu);
   uint32_t s;
   while ((s = lru_find (pe->lru, i)) != LRU_NONE && lru_taken (pe->lru, s))
     pthread_cond_wait (&pe->loaded, &pe->mu);
   if (s != LRU_NONE) {
-    memcpy (out, pe->cache[s].data + a, n);
-    lru_touch (pe->lru, s);
+    struct cache_entry *e = &pe->cache[s];
+    memcpy (out, e->data + a, n);
+    bool reuse = (e->seen & parts) == parts && a != e->next;
+    e->seen |= parts;
+    e->next = a + n;
+    lru_touch (pe->lru, s, reuse);
     pe->hits++;
     pthread_mutex_unlock (&pe->mu);
     return 0;
@@ -185,6 +205,8 @@ chunk_read (struct point_export *pe, uint64_t i, uint32_t a, uint32_t n, uint8_t
   pthread_mutex_lock (&pe->mu);
   if (s != LRU_NONE) {
     if (rc == 0) {
+      got.seen = parts;
+      got.next = a + n;
       pe->cache[s] = got;
       got.mem = NULL;
     }
@@ -607,6 +629,7 @@ pe_get_stats (struct point_export *pe, struct pe_stats *s)
   s->hits = pe->hits;
   s->misses = pe->misses;
   s->capacity = pe->ncache;
+  s->reused = lru_protected (pe->lru);
   s->cached = 0;
   for (uint64_t k = 0; k < pe->ncache; k++)
     s->cached += pe->cache[k].data != NULL;

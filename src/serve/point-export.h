@@ -67,6 +67,7 @@ int pe_extents (struct point_export *pe, uint64_t off, uint64_t count,
 struct pe_stats {
   uint64_t hits, misses;     /* cache lookups of non-zero chunks */
   uint64_t cached;           /* chunks held now */
+  uint64_t reused;           /* of them, protected as reused */
   uint64_t capacity;         /* most chunks ever held */
 };
 void pe_get_stats (struct point_export *pe, struct pe_stats *s);

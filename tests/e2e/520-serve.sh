@@ -61,11 +61,30 @@ serve_stop a; serve_stop b
 [ "$(nlocks repo)" -eq 0 ]
 # each says how its cache did: a (64 MiB) read the disk four times and
 # decoded each stored chunk once; b (room for one chunk) decoded them all
-stats () { sed -n 's/^vmback: serve: \([0-9]*\) chunk reads, \([0-9]*\) from the cache ([0-9]*%), \([0-9]*\) decoded; cache of \([0-9]*\) chunks, \([0-9]*\) held$/\1 \2 \3 \4 \5/p' "$1"; }
-read -r reads hits dec cap held < <(stats a.err)
+stats () { sed -n 's/^vmback: serve: \([0-9]*\) chunk reads, \([0-9]*\) from the cache ([0-9]*%), \([0-9]*\) decoded; cache of \([0-9]*\) chunks, \([0-9]*\) held, \([0-9]*\) reused$/\1 \2 \3 \4 \5 \6/p' "$1"; }
+read -r reads hits dec cap held reused < <(stats a.err)
 [ "$hits" -gt 0 ]; [ $((hits + dec)) -eq "$reads" ]; [ "$cap" -eq 256 ]; [ "$held" -eq "$dec" ]
-read -r reads hits dec2 cap held < <(stats b.err)
-[ "$dec2" -ge "$dec" ]; [ "$cap" -eq 1 ]; [ "$held" -eq 1 ]
+read -r reads hits dec2 cap held reused < <(stats b.err)
+[ "$dec2" -ge "$dec" ]; [ "$cap" -eq 1 ]; [ "$held" -eq 1 ]; [ "$reused" -eq 0 ]
+# chunks read again stay cached through a scan of 7 times the cache: a
+# 2 MiB cache (8 chunks) of a 16 MiB disk; chunks 0 and 1 are read twice
+# (reuse), then 1..16 MiB is scanned, half in one read, half in 64 KiB
+# pieces, and chunk 2 in 1 KiB pieces (sequential pieces of a chunk are
+# not reuse, even four in one 4 KiB part); chunks 0 and 1 still come from
+# the cache, so every chunk read was decoded once
+mkpattern s.raw $((16 << 20)) $((SEED + 5))
+vmback -q repo init --chunk-size 256K srepo
+vmback -q backup --repo srepo s.raw
+serve_bg sc --repo srepo latest --unix "$T/sc.sock" --cache 2M
+cmds=(-c 'read 0 64k' -c 'read 0 64k' -c 'read 256k 64k' -c 'read 256k 64k' -c 'read 1M 7M')
+for o in $(seq $((8 << 4)) $(((16 << 4) - 1))); do cmds+=(-c "read $((o << 16)) 64k"); done
+for o in $(seq 0 15); do cmds+=(-c "read $(((512 + o) << 10)) 1k"); done   # chunk 2 in 1 KiB
+cmds+=(-c 'read 0 64k' -c 'read 256k 64k')
+qemu-io -r -f raw "${cmds[@]}" "$URI_sc" > sc.txt
+serve_stop sc
+read -r reads hits dec cap held reused < <(stats sc.err)
+echo "scan: $reads reads, $hits hits, $dec decoded, $held held, $reused reused"
+[ "$cap" -eq 8 ]; [ "$dec" -eq 63 ]; [ "$reused" -eq 2 ]; [ $((hits + dec)) -eq "$reads" ]
 # the socket file nbdkit leaves behind is reused; a live one is refused
 [ -S a.sock ]
 serve_bg a2 latest --unix "$T/a.sock"

@@ -1,9 +1,10 @@
 /* Unit tests of the serve cache's slot table (src/serve/lru.c).
  *
  * Besides a few hand-made cases, random operations run against a plain
- * model written here: an array of slots in recency order, scanned for
- * every question, with free slots at the tail.  Keys are drawn from a
- * small range (many hits, long probe clusters) and from all 64 bits. */
+ * model written here: two arrays of slots in recency order (probation,
+ * with free slots at its tail, and protected), scanned for every
+ * question.  Keys are drawn from a small range (many hits, long probe
+ * clusters) and from all 64 bits. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,13 +17,19 @@
 
 #include "serve/lru.h"
 
-enum { M_FREE, M_LISTED, M_TAKEN };
+enum { M_FREE, M_PROB, M_PROT, M_TAKEN };
 
-/* The model: order[0] is the most recently used, order[len - 1] the
- * slot lru_take must pick; taken slots are on no list. */
-struct model {
-  uint32_t n, len;
+/* One list of the model: order[0] is the most recently used. */
+struct mlist {
+  uint32_t len;
   uint32_t order[64];
+};
+
+/* The model: the tail of probation (else of protected) is the slot
+ * lru_take must pick; taken slots are on no list. */
+struct model {
+  uint32_t n, maxprot;
+  struct mlist prob, prot;
   uint64_t key[64];
   int state[64];
 };
@@ -32,9 +39,10 @@ static void
 model_init (struct model *m, uint32_t n)
 {
   memset (m, 0, sizeof *m);
-  m->n = m->len = n;
+  m->n = m->prob.len = n;
+  m->maxprot = n * 4 / 5;
   for (uint32_t s = 0; s < n; s++)
-    m->order[s] = s;
+    m->prob.order[s] = s;
 }
 
 /* The slot holding key, or LRU_NONE. */
@@ -47,30 +55,53 @@ model_find (const struct model *m, uint64_t key)
   return LRU_NONE;
 }
 
-/* Take slot s off the order. */
+/* Take slot s off list li. */
 static void
-model_unlink (struct model *m, uint32_t s)
+model_unlink (struct mlist *li, uint32_t s)
 {
-  for (uint32_t i = 0; i < m->len; i++)
-    if (m->order[i] == s) {
-      memmove (m->order + i, m->order + i + 1, (m->len - i - 1) * sizeof *m->order);
-      m->len--;
+  for (uint32_t i = 0; i < li->len; i++)
+    if (li->order[i] == s) {
+      memmove (li->order + i, li->order + i + 1, (li->len - i - 1) * sizeof *li->order);
+      li->len--;
       return;
     }
-  fail_msg ("slot %u is not listed", s);
+  fail_msg ("slot %u is not on the list", s);
 }
 
-/* Put s at the head (front) or the tail (back) of the order. */
+/* Put s at the head (front) or the tail (back) of list li. */
 static void
-model_push (struct model *m, uint32_t s, bool head)
+model_push (struct mlist *li, uint32_t s, bool head)
 {
   if (head) {
-    memmove (m->order + 1, m->order, m->len * sizeof *m->order);
-    m->order[0] = s;
+    memmove (li->order + 1, li->order, li->len * sizeof *li->order);
+    li->order[0] = s;
   } else {
-    m->order[m->len] = s;
+    li->order[li->len] = s;
   }
-  m->len++;
+  li->len++;
+}
+
+/* A hit on listed slot s, as lru.h says. */
+static void
+model_touch (struct model *m, uint32_t s, bool reuse)
+{
+  if (m->state[s] == M_PROT) {
+    model_unlink (&m->prot, s);
+    model_push (&m->prot, s, true);
+  } else if (!reuse || m->maxprot == 0) {
+    model_unlink (&m->prob, s);
+    model_push (&m->prob, s, true);
+  } else {
+    model_unlink (&m->prob, s);
+    model_push (&m->prot, s, true);
+    m->state[s] = M_PROT;
+    if (m->prot.len > m->maxprot) {
+      uint32_t t = m->prot.order[m->prot.len - 1];
+      model_unlink (&m->prot, t);
+      model_push (&m->prob, t, true);
+      m->state[t] = M_PROB;
+    }
+  }
 }
 
 /* Small cases by hand: fill, hit, evict the least recently used. */
@@ -92,7 +123,7 @@ test_basic (void **state)
     lru_release (l, s[k], true);
     assert_false (lru_taken (l, s[k]));
   }
-  lru_touch (l, s[0]);                  /* 100 is now the most recent */
+  lru_touch (l, s[0], false);           /* 100 is now the most recent */
   uint32_t t = lru_take (l, 200, &ev);  /* so 101 goes */
   assert_true (ev);
   assert_int_equal (t, s[1]);
@@ -101,6 +132,55 @@ test_basic (void **state)
   assert_int_equal (lru_find (l, 102), s[2]);
   lru_release (l, t, true);
   assert_int_equal (lru_find (l, 200), t);
+  lru_free (l);
+}
+
+/* Load key into a slot and keep it (a miss); the slot. */
+static uint32_t
+load (struct lru *l, uint64_t key)
+{
+  bool ev;
+  uint32_t s = lru_take (l, key, &ev);
+  assert_int_not_equal (s, LRU_NONE);
+  lru_release (l, s, true);
+  return s;
+}
+
+/* Reused keys stay through a scan of many more keys than slots; plain
+ * hits do not protect; protecting more than 4/5 of the slots puts the
+ * least recently reused back on probation. */
+static void
+test_scan (void **state)
+{
+  (void) state;
+  struct lru *l = lru_new (10);                /* at most 8 protected */
+  uint32_t hot[3];
+  for (uint64_t k = 0; k < 3; k++) {
+    hot[k] = load (l, k);
+    lru_touch (l, hot[k], true);
+  }
+  uint32_t plain = load (l, 50);
+  lru_touch (l, plain, false);
+  assert_int_equal (lru_protected (l), 3);
+  for (uint64_t k = 100; k < 1100; k++) {      /* a scan, each read in pieces */
+    uint32_t s = load (l, k);
+    lru_touch (l, s, false);
+    lru_touch (l, s, false);
+  }
+  for (uint64_t k = 0; k < 3; k++)
+    assert_int_equal (lru_find (l, k), hot[k]);
+  assert_int_equal (lru_find (l, 50), LRU_NONE);
+  assert_int_equal (lru_find (l, 1099) != LRU_NONE, true);
+  /* 9 reused keys: the oldest of them is on probation again, replaced
+   * first; the other 8 stay */
+  for (uint64_t k = 3; k < 9; k++)
+    lru_touch (l, load (l, k), true);
+  assert_int_equal (lru_protected (l), 8);
+  for (uint64_t k = 200; k < 300; k++)
+    load (l, k);
+  assert_int_equal (lru_find (l, 0), LRU_NONE);
+  for (uint64_t k = 1; k < 9; k++)
+    assert_int_not_equal (lru_find (l, k), LRU_NONE);
   lru_free (l);
 }
 
@@ -165,19 +245,20 @@ random_run (uint32_t n, uint64_t range, unsigned seed, int ops)
     uint32_t s = lru_find (l, key);
     assert_int_equal (s, model_find (&m, key));
     int what = rand () % 4;
-    if (s != LRU_NONE && m.state[s] == M_LISTED) {
-      lru_touch (l, s);                             /* a hit */
-      model_unlink (&m, s);
-      model_push (&m, s, true);
+    if (s != LRU_NONE && m.state[s] != M_TAKEN) {
+      bool reuse = rand () % 3 == 0;                /* a hit */
+      lru_touch (l, s, reuse);
+      model_touch (&m, s, reuse);
     } else if (s == LRU_NONE && what < 3) {         /* a miss: take a slot */
       bool ev;
       uint32_t t = lru_take (l, key, &ev);
-      uint32_t want = m.len ? m.order[m.len - 1] : LRU_NONE;
+      struct mlist *from = m.prob.len ? &m.prob : &m.prot;
+      uint32_t want = from->len ? from->order[from->len - 1] : LRU_NONE;
       assert_int_equal (t, want);
       if (t == LRU_NONE)
         continue;
-      assert_int_equal (ev, m.state[t] == M_LISTED);
-      model_unlink (&m, t);
+      assert_int_equal (ev, m.state[t] != M_FREE);
+      model_unlink (from, t);
       m.key[t] = key;
       m.state[t] = M_TAKEN;
     }
@@ -187,10 +268,11 @@ random_run (uint32_t n, uint64_t range, unsigned seed, int ops)
         if (m.state[t] == M_TAKEN) {
           bool keep = rand () % 4 != 0;
           lru_release (l, t, keep);
-          m.state[t] = keep ? M_LISTED : M_FREE;
-          model_push (&m, t, keep);
+          m.state[t] = keep ? M_PROB : M_FREE;
+          model_push (&m.prob, t, keep);
           break;
         }
+    assert_int_equal (lru_protected (l), m.prot.len);
     for (uint32_t t = 0; t < n; t++) {
       assert_int_equal (lru_taken (l, t), m.state[t] == M_TAKEN);
       if (m.state[t] != M_FREE)
@@ -238,6 +320,7 @@ main (void)
   const struct CMUnitTest tests[] = {
     cmocka_unit_test (test_basic),
     cmocka_unit_test (test_all_taken),
+    cmocka_unit_test (test_scan),
     cmocka_unit_test (test_limits),
     cmocka_unit_test (test_random),
     cmocka_unit_test (test_large),
